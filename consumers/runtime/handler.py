@@ -1,0 +1,75 @@
+"""What a consumer module declares and what its handler receives.
+
+A consumer module (``consumers/<name>.py``) exposes::
+
+    SPEC = HandlerSpec(consumer="order-email", accepts=orders_v1(...), business_key=...)
+
+    def build(settings: Settings) -> Handler: ...
+
+The handler makes no broker calls: ack, retry, dead-lettering, timeouts and the idempotency
+ledger belong to the runtime. It signals through :class:`~fleet.errors.TransientError` and
+:class:`~fleet.errors.PermanentError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from contracts.envelope import Envelope
+
+AnyEnvelope = Envelope[Any]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a handler may know about the delivery it is working on."""
+
+    consumer: str
+    message_id: str
+    #: 1 for the first try, 2 after one failure, ...
+    attempt: int
+    priority: int
+    redelivered: bool
+    #: The ledger key of this message's business fact (also the idempotency key sent to targets).
+    business_key: str
+    log: logging.LoggerAdapter[logging.Logger]
+    headers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key targets can use to recognise a repeated request: stable across retries."""
+        return f"woofleet:{self.consumer}:{self.business_key}"
+
+
+class Handler(Protocol):
+    async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None: ...
+
+
+class ClosableHandler(Handler, Protocol):
+    async def aclose(self) -> None: ...
+
+
+def default_business_key(event: AnyEnvelope) -> str:
+    """The event id: deterministic for the same business fact, so a duplicate maps to one key."""
+    return str(event.event_id)
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """A consumer module's declaration: which contracts it accepts and how it keys its effects."""
+
+    consumer: str
+    accepts: frozenset[tuple[str, int]]
+    #: Key of the idempotency ledger; None means the handler is naturally idempotent.
+    business_key: Callable[[AnyEnvelope], str] | None = default_business_key
+
+
+def versions(event_types: Iterable[str], *schema_versions: int) -> frozenset[tuple[str, int]]:
+    """``versions(["order.paid"], 1)`` → ``{("order.paid", 1)}``."""
+    return frozenset((t, v) for t in event_types for v in (schema_versions or (1,)))
+
+
+HandlerFactory = Callable[..., Handler | Awaitable[Handler]]

@@ -1,0 +1,55 @@
+"""How an envelope becomes an AMQP message: body bytes and the properties every message carries."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from contracts.envelope import Envelope
+
+HEADER_PREFIX = "woofleet-"
+SCHEMA_VERSION_HEADER = "woofleet-schema-version"
+#: Header names on retried and dead-lettered messages.
+ATTEMPT_HEADER = "woofleet-attempt"
+ERROR_HEADER = "woofleet-error"
+FIRST_FAILED_HEADER = "woofleet-first-failed-at"
+LAST_FAILED_HEADER = "woofleet-last-failed-at"
+CONSUMER_HEADER = "woofleet-consumer"
+
+MAX_PRIORITY = 5
+
+
+class MessageProperties(TypedDict):
+    message_id: str
+    correlation_id: str
+    type: str
+    content_type: str
+    delivery_mode: int
+    timestamp: Any
+    priority: int
+    headers: dict[str, Any]
+
+
+def correlation_id(envelope: Envelope[Any]) -> str:
+    """The order (or product) id the message is about; the event id for bulk commands."""
+    data_id = getattr(envelope.data, "id", None)
+    return str(data_id) if data_id is not None else str(envelope.event_id)
+
+
+def message_properties(envelope: Envelope[Any], *, priority: int = 0) -> MessageProperties:
+    """The AMQP properties of ARCHITECTURE.md for an envelope (``message_id`` = ``event_id``)."""
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise ValueError(f"priority must be 0-{MAX_PRIORITY}, not {priority}")
+    return MessageProperties(
+        message_id=str(envelope.event_id),
+        correlation_id=correlation_id(envelope),
+        type=envelope.event_type,
+        content_type="application/json",
+        delivery_mode=2,
+        timestamp=envelope.occurred_at,
+        priority=priority,
+        headers={SCHEMA_VERSION_HEADER: envelope.schema_version},
+    )
+
+
+def message_body(envelope: Envelope[Any]) -> bytes:
+    return envelope.model_dump_json().encode()

@@ -1,0 +1,37 @@
+"""Field types shared by every contract: money as Decimal on the wire as a string, UTC dates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+
+
+def _to_decimal(value: Any) -> Any:
+    # WooCommerce sends money as strings, but line_items[].price is a JSON number: read floats
+    # through str() so 19.99 stays 19.99 and does not become 19.989999999999998436805981327779591083526611328125.
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if value == "" or value is None:
+        return Decimal("0")
+    return value
+
+
+def _as_utc(value: datetime) -> datetime:
+    # WooCommerce's *_gmt fields carry no zone suffix and are UTC.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_to_decimal),
+    PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
+]
+"""A monetary amount: ``Decimal`` in Python, a decimal string on the wire."""
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+"""A timezone-aware UTC datetime; naive input is read as UTC."""

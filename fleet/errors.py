@@ -1,0 +1,65 @@
+"""The one exception tree of woofleet.
+
+    WoofleetError                 root: every error woofleet raises on purpose
+    ├── ConfigError               a setting is missing or wrong; the message names the variable
+    ├── BrokerUnavailable         RabbitMQ does not answer at WOOFLEET_AMQP_URL
+    ├── TopologyError             the broker's queues disagree with topology/ (names the fix)
+    ├── PublishError              the broker did not take a message
+    │   └── UnroutableError       no queue is bound for the routing key (mandatory publish returned)
+    ├── ContractError             a message does not validate against its contract: never retried
+    └── HandlerError              raised by consumer handlers and adapters to steer the runtime
+        ├── TransientError        may succeed later: next retry tier (timeouts, 5xx, 429, refused)
+        └── PermanentError        will never succeed: straight to the dead-letter queue (other 4xx)
+
+Every message says what to do next. Exceptions of other types raised by a handler are treated
+as transient (retried, then dead-lettered) and reported to Sentry.
+"""
+
+from __future__ import annotations
+
+
+class WoofleetError(Exception):
+    """Root of every error woofleet raises on purpose."""
+
+
+class ConfigError(WoofleetError):
+    """A setting is missing or invalid."""
+
+
+class BrokerUnavailable(WoofleetError):
+    """RabbitMQ cannot be reached."""
+
+
+class TopologyError(WoofleetError):
+    """The broker's topology disagrees with topology/."""
+
+
+class PublishError(WoofleetError):
+    """The broker refused or did not confirm a message."""
+
+
+class UnroutableError(PublishError):
+    """A mandatory publish was returned: nothing is bound for its routing key."""
+
+
+class ContractError(WoofleetError):
+    """A message does not match any contract version its consumer accepts."""
+
+
+class HandlerError(WoofleetError):
+    """Base of the errors handlers raise to steer retry and dead-lettering."""
+
+
+class TransientError(HandlerError):
+    """The work may succeed if tried again later.
+
+    ``retry_after`` (seconds) is a hint from the target, e.g. a 429's Retry-After.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(HandlerError):
+    """The work can never succeed as it is: dead-letter it at once."""

@@ -1,0 +1,91 @@
+"""Settings, read once from the environment (prefix ``WOOFLEET_``) and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AnyUrl, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every ``WOOFLEET_*`` variable of ARCHITECTURE.md, with the embedded defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="WOOFLEET_", extra="ignore")
+
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@localhost:5672/")
+    management_url: SecretStr = SecretStr("http://guest:guest@localhost:15672")
+    #: AMQPS: CA bundle and client certificate files for ``amqps://`` URLs.
+    amqp_ca_file: Path | None = None
+    amqp_cert_file: Path | None = None
+    amqp_key_file: Path | None = None
+
+    #: One secret, or several separated by commas while a secret is being rotated.
+    webhook_secret: SecretStr = SecretStr("")
+    woo_url: str = ""
+    woo_key: SecretStr = SecretStr("")
+    woo_secret: SecretStr = SecretStr("")
+
+    state_url: str = "sqlite:///var/woofleet.db"
+    invoice_store: str = "file://var/invoices"
+    s3_endpoint_url: str | None = None
+    smtp_url: SecretStr | None = None
+    mail_from: str = "shop@localhost"
+    admin_email: str = ""
+    var_dir: Path = Path("var")
+
+    #: HTTP targets by normalised name (``erp_sync``), from ``WOOFLEET_<TARGET>_URL``.
+    targets: dict[str, str] = Field(default_factory=dict)
+
+    log_level: str = "INFO"
+    log_format: str = Field("text", pattern="^(text|json)$")
+    sentry_dsn: SecretStr | None = Field(None, validation_alias="SENTRY_DSN")
+    environment: str = "development"
+
+    @field_validator("woo_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def webhook_secrets(self) -> list[bytes]:
+        """The accepted webhook secrets, newest first, as WooCommerce signs with them."""
+        raw = self.webhook_secret.get_secret_value()
+        return [s.strip().encode() for s in raw.split(",") if s.strip()]
+
+    def target_url(self, target: str) -> str | None:
+        """``WOOFLEET_<TARGET>_URL`` for an HTTP target, or None for its dev sink."""
+        return self.targets.get(target_key(target)) or None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_targets(cls, values: Any) -> Any:
+        # One WOOFLEET_<TARGET>_URL per HTTP target: the set of targets is open-ended, so they
+        # are gathered from the environment here, once, instead of being declared as fields.
+        if isinstance(values, dict) and "targets" not in values:
+            known = {f"WOOFLEET_{name.upper()}" for name in cls.model_fields}
+            values = dict(values)
+            values["targets"] = {
+                target_key(key[len("WOOFLEET_") : -len("_URL")]): value.strip()
+                for key, value in os.environ.items()
+                if key.startswith("WOOFLEET_") and key.endswith("_URL") and key not in known
+            }
+        return values
+
+
+def target_key(target: str) -> str:
+    """Normalise a target name: ``erp-sync``, ``ERP_SYNC`` and ``erp_sync`` are one target."""
+    return target.strip().lower().replace("-", "_")
+
+
+def redact_url(url: str | AnyUrl) -> str:
+    """The URL with any password replaced, safe for logs and error messages."""
+    parts = urlsplit(str(url))
+    if parts.password is None:
+        return str(url)
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,245 @@
+"""THE table: every consumer type, what it binds, its class, attempts, timeout, prefetch and tiers.
+
+Everything else (queues, bindings, Deployments, ScaledObjects, AsyncAPI channels) is derived from
+this one table by :func:`build_topology` and the exporters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from topology import names
+from topology.model import (
+    Binding,
+    Exchange,
+    ExchangeType,
+    Policy,
+    Queue,
+    QueueArguments,
+    QueueRole,
+    Topology,
+)
+
+#: RabbitMQ advises at most 5 priority levels; more cost memory and CPU per queue.
+MAX_PRIORITY = 5
+DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 2, 4, 8, 16)
+#: Dead-letter queues refuse new messages past this many, so a flood cannot fill the disk; the
+#: runtime then keeps the original in its work queue (nothing is lost) and reports it.
+DEFAULT_DLQ_MAX_LENGTH = 100_000
+SEVEN_DAYS = 7 * 24 * 3600.0
+
+
+class PriorityClass(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    BULK = "bulk"
+
+
+@dataclass(frozen=True)
+class ClassPolicy:
+    """What a priority class implies for every consumer in it."""
+
+    #: Small prefetch keeps priorities meaningful: RabbitMQ can only reorder what it still holds.
+    prefetch: int
+    min_replicas: int
+    max_replicas: int
+    #: Ready messages per replica KEDA aims for.
+    target_queue_length: int
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+
+CLASSES: dict[PriorityClass, ClassPolicy] = {
+    PriorityClass.HIGH: ClassPolicy(4, 1, 20, 20, "100m", "128Mi", "1", "512Mi"),
+    PriorityClass.MEDIUM: ClassPolicy(4, 1, 10, 50, "100m", "128Mi", "1", "512Mi"),
+    PriorityClass.LOW: ClassPolicy(20, 0, 5, 200, "50m", "96Mi", "500m", "256Mi"),
+    PriorityClass.BULK: ClassPolicy(1, 0, 3, 10, "200m", "256Mi", "2", "1Gi"),
+}
+
+
+@dataclass(frozen=True)
+class ConsumerPolicy:
+    """One consumer type's queue and delivery policy."""
+
+    name: str
+    bindings: tuple[str, ...]
+    priority_class: PriorityClass
+    max_attempts: int
+    timeout: float
+    retry_tiers: tuple[float, ...] = DEFAULT_RETRY_TIERS
+    #: Deliver this many seconds after the event instead of at once (through a delay queue).
+    delay: float | None = None
+    prefetch: int | None = None
+    dlq_max_length: int = DEFAULT_DLQ_MAX_LENGTH
+
+    @property
+    def effective_prefetch(self) -> int:
+        return self.prefetch or CLASSES[self.priority_class].prefetch
+
+    @property
+    def used_tiers(self) -> tuple[float, ...]:
+        """The tiers a message can reach: attempt n (failed) goes to tier n-1, the last repeats."""
+        retries = max(self.max_attempts - 1, 0)
+        return tuple(sorted(set(self.retry_tiers[: min(retries, len(self.retry_tiers))])))
+
+    def tier_for(self, failed_attempt: int, retry_after: float | None = None) -> float:
+        """The delay before attempt ``failed_attempt + 1``; honours a target's Retry-After hint."""
+        tiers = self.used_tiers
+        delay = tiers[min(failed_attempt - 1, len(tiers) - 1)]
+        if retry_after is not None and retry_after > delay:
+            delay = next((t for t in tiers if t >= retry_after), tiers[-1])
+        return delay
+
+    @property
+    def work_queue(self) -> str:
+        return names.work_queue(self.name)
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return names.dead_letter_queue(self.name)
+
+
+_P = PriorityClass
+
+CONSUMERS: tuple[ConsumerPolicy, ...] = (
+    ConsumerPolicy("payment-capture", ("order.paid",), _P.HIGH, 5, 30),
+    ConsumerPolicy("stock", ("order.paid", "order.cancelled", "order.refunded"), _P.HIGH, 5, 30),
+    ConsumerPolicy(
+        "order-email",
+        ("order.created", "order.paid", "order.completed", "order.refunded"),
+        _P.HIGH,
+        3,
+        30,
+    ),
+    ConsumerPolicy(
+        "erp-sync",
+        ("order.paid", "order.completed", "order.cancelled", "order.refunded"),
+        _P.MEDIUM,
+        5,
+        60,
+    ),
+    ConsumerPolicy("invoice", ("order.paid", "order.refunded"), _P.MEDIUM, 3, 30),
+    ConsumerPolicy("warehouse", ("order.paid", "order.cancelled"), _P.MEDIUM, 3, 120),
+    ConsumerPolicy("analytics", ("order.#",), _P.LOW, 2, 15),
+    ConsumerPolicy("crm", ("order.#",), _P.LOW, 2, 30),
+    ConsumerPolicy("loyalty", ("order.completed", "order.refunded"), _P.LOW, 2, 30),
+    ConsumerPolicy("review-request", ("order.completed",), _P.LOW, 2, 30, delay=SEVEN_DAYS),
+    ConsumerPolicy("catalog", ("product.#", "catalog.#"), _P.BULK, 1, 300),
+)
+
+CONSUMER_NAMES: tuple[str, ...] = tuple(c.name for c in CONSUMERS)
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    """A whole fleet: the consumer table plus the choices that apply to all of it."""
+
+    consumers: tuple[ConsumerPolicy, ...] = CONSUMERS
+    #: Quorum queues dead-letter at-least-once (3.10+); classic queues only at-most-once.
+    quorum_tiers: bool = True
+    extra_policies: tuple[Policy, ...] = field(default=())
+
+    def consumer(self, name: str) -> ConsumerPolicy:
+        for consumer in self.consumers:
+            if consumer.name == name:
+                return consumer
+        valid = ", ".join(c.name for c in self.consumers)
+        raise KeyError(f"unknown consumer {name!r}; valid consumers: {valid}")
+
+    def only(self, *consumer_names: str) -> FleetSpec:
+        return replace(self, consumers=tuple(self.consumer(n) for n in consumer_names))
+
+
+DEFAULT_FLEET = FleetSpec()
+
+
+def _tier_arguments(consumer: ConsumerPolicy, ttl_seconds: float, quorum: bool) -> QueueArguments:
+    # Per-queue TTL, never per-message: RabbitMQ expires only from the head of a queue, so mixed
+    # per-message TTLs would block behind the longest one. One queue per delay avoids that.
+    args: QueueArguments = {
+        "x-message-ttl": round(ttl_seconds * 1000),
+        "x-dead-letter-exchange": names.WORK_EXCHANGE,
+        "x-dead-letter-routing-key": consumer.work_queue,
+    }
+    if quorum:
+        args["x-queue-type"] = "quorum"
+        # At-least-once dead lettering needs reject-publish overflow (quorum queues, 3.10+).
+        args["x-dead-letter-strategy"] = "at-least-once"
+        args["x-overflow"] = "reject-publish"
+    return args
+
+
+def _queue(
+    name: str, role: QueueRole, consumer: str, args: QueueArguments, quorum: bool = False
+) -> Queue:
+    return Queue(
+        name=name,
+        role=role,
+        consumer=consumer,
+        type="quorum" if quorum else "classic",
+        arguments=tuple(sorted(args.items())),  # type: ignore[arg-type]
+    )
+
+
+def _consumer_topology(
+    consumer: ConsumerPolicy, quorum: bool
+) -> tuple[list[Queue], list[Binding]]:
+    # x-max-priority is fixed at declaration (no policy can set it), hence an argument here.
+    work = _queue(
+        consumer.work_queue, QueueRole.WORK, consumer.name, {"x-max-priority": MAX_PRIORITY}
+    )
+    queues = [work]
+    bindings = [Binding(names.WORK_EXCHANGE, work.name, work.name)]
+    entry = work.name
+    if consumer.delay is not None:
+        entry = names.delay_queue(consumer.name)
+        queues.append(
+            _queue(entry, QueueRole.DELAY, consumer.name,
+                   _tier_arguments(consumer, consumer.delay, quorum), quorum)
+        )
+    bindings += [Binding(names.EVENTS_EXCHANGE, entry, key) for key in consumer.bindings]
+    for delay in consumer.used_tiers:
+        tier = names.retry_queue(consumer.name, delay)
+        queues.append(
+            _queue(tier, QueueRole.RETRY, consumer.name,
+                   _tier_arguments(consumer, delay, quorum), quorum)
+        )
+        bindings.append(Binding(names.RETRY_EXCHANGE, tier, tier))
+    dlq_args: QueueArguments = {"x-queue-type": "quorum"} if quorum else {}
+    dlq = _queue(consumer.dead_letter_queue, QueueRole.DEAD_LETTER, consumer.name, dlq_args, quorum)
+    queues.append(dlq)
+    bindings.append(Binding(names.DEAD_LETTER_EXCHANGE, dlq.name, dlq.name))
+    return queues, bindings
+
+
+def dlq_policy(consumer: ConsumerPolicy) -> Policy:
+    """The DLQ length limit as a policy, so an operator can change it live (queue args are fixed)."""
+    return Policy(
+        name=f"{consumer.dead_letter_queue}-limit",
+        pattern=f"^{consumer.dead_letter_queue.replace('.', '[.]')}$",
+        apply_to="queues",
+        definition=(("max-length", consumer.dlq_max_length), ("overflow", "reject-publish")),
+    )
+
+
+def build_topology(fleet: FleetSpec = DEFAULT_FLEET, *, quorum: bool | None = None) -> Topology:
+    """Every exchange, queue, binding and policy of a fleet, in declaration order."""
+    use_quorum = fleet.quorum_tiers if quorum is None else quorum
+    exchanges = (
+        Exchange(names.EVENTS_EXCHANGE, ExchangeType.TOPIC),
+        Exchange(names.RETRY_EXCHANGE, ExchangeType.DIRECT),
+        Exchange(names.WORK_EXCHANGE, ExchangeType.DIRECT),
+        Exchange(names.DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT),
+    )
+    queues: list[Queue] = []
+    bindings: list[Binding] = []
+    for consumer in fleet.consumers:
+        q, b = _consumer_topology(consumer, use_quorum)
+        queues += q
+        bindings += b
+    policies = tuple(dlq_policy(c) for c in fleet.consumers) + fleet.extra_policies
+    return Topology(exchanges, tuple(queues), tuple(bindings), policies)
