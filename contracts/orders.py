@@ -191,8 +191,11 @@ def order_data_from_woo(order: dict[str, Any], *, refund_id: int | None = None) 
         ),
         billing=Address(**{k: v or "" for k, v in billing.items() if k in Address.model_fields}),
         shipping=Address(
-            **{k: v or "" for k, v in (order.get("shipping") or {}).items()
-               if k in Address.model_fields}
+            **{
+                k: v or ""
+                for k, v in (order.get("shipping") or {}).items()
+                if k in Address.model_fields
+            }
         ),
         line_items=tuple(
             LineItem(

@@ -27,7 +27,9 @@ MODELS: tuple[type[AnyEnvelope], ...] = (
 )
 
 REGISTRY: dict[tuple[str, int], type[AnyEnvelope]] = {
-    (event_type, model.SCHEMA_VERSION): model for model in MODELS for event_type in model.EVENT_TYPES
+    (event_type, model.SCHEMA_VERSION): model
+    for model in MODELS
+    for event_type in model.EVENT_TYPES
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(sorted({event_type for event_type, _ in REGISTRY}))
@@ -74,7 +76,9 @@ def parse(
     if not isinstance(body_type, str) or not isinstance(version, int):
         raise ContractError("body lacks a string event_type and an integer schema_version")
     if event_type is not None and event_type != body_type:
-        raise ContractError(f"AMQP type {event_type!r} disagrees with body event_type {body_type!r}")
+        raise ContractError(
+            f"AMQP type {event_type!r} disagrees with body event_type {body_type!r}"
+        )
     if accepted is not None and (body_type, version) not in set(accepted):
         raise ContractError(f"{body_type} v{version} is not a contract this consumer accepts")
     model = model_for(body_type, version)

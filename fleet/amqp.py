@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import aio_pika.exceptions
+import aiormq.exceptions
 from aio_pika.abc import AbstractRobustConnection
 
-from fleet.errors import BrokerUnavailable
+from fleet.errors import BrokerUnavailable, PublishError, UnroutableError
 from fleet.settings import Settings, redact_url
 
 CONNECT_TIMEOUT = 10.0
@@ -71,3 +72,32 @@ async def connect(
         ) from None
     except CONNECTION_ERRORS as exc:
         raise BrokerUnavailable(broker_unavailable_message(target, exc)) from None
+
+
+async def publish_confirmed(
+    exchange: aio_pika.abc.AbstractExchange,
+    message: aio_pika.abc.AbstractMessage,
+    routing_key: str,
+) -> None:
+    """Publish mandatory on a confirming channel; raise unless the broker took the message.
+
+    The channel must be opened with ``publisher_confirms=True, on_return_raises=True``.
+    :class:`UnroutableError` when no queue is bound for ``routing_key``; :class:`PublishError`
+    when the broker nacks (e.g. a full queue with ``reject-publish``) or the channel breaks.
+    """
+    try:
+        await exchange.publish(message, routing_key, mandatory=True)
+    except aiormq.exceptions.PublishError as exc:  # a Basic.Return: nothing bound
+        raise UnroutableError(
+            f"no queue is bound to exchange {exchange.name!r} for routing key {routing_key!r}; "
+            "run `woofleet topology apply`"
+        ) from exc
+    except aiormq.exceptions.DeliveryError as exc:  # a Basic.Nack
+        raise PublishError(
+            f"the broker refused a message for {exchange.name!r}/{routing_key!r} "
+            "(a full queue with reject-publish, or a broker alarm)"
+        ) from exc
+    except (aio_pika.exceptions.ChannelInvalidStateError, *CONNECTION_ERRORS) as exc:
+        raise PublishError(
+            f"lost the broker while publishing to {exchange.name!r}/{routing_key!r}: {exc}"
+        ) from exc

@@ -82,14 +82,24 @@ class Management:
         return result
 
     def put_policy(
-        self, vhost: str, name: str, pattern: str, definition: dict[str, Any],
-        *, apply_to: str = "queues", priority: int = 0,
+        self,
+        vhost: str,
+        name: str,
+        pattern: str,
+        definition: dict[str, Any],
+        *,
+        apply_to: str = "queues",
+        priority: int = 0,
     ) -> None:
         self.request(
             "PUT",
             f"/policies/{q(vhost)}/{q(name)}",
-            json={"pattern": pattern, "definition": definition, "apply-to": apply_to,
-                  "priority": priority},
+            json={
+                "pattern": pattern,
+                "definition": definition,
+                "apply-to": apply_to,
+                "priority": priority,
+            },
         ).raise_for_status()
 
     def policies(self, vhost: str) -> list[dict[str, Any]]:

@@ -70,9 +70,10 @@ async def _exists(connection: AbstractRobustConnection, kind: str, name: str) ->
 
 def _mismatch(kind: str, name: str, wanted: object, reason: str, vhost: str) -> TopologyError:
     delete = (
-        f"rabbitmqctl delete_queue {name} -p {vhost}" if kind == "queue"
-        else f"rabbitmqctl eval 'rabbit_exchange:delete(rabbit_misc:r(<<\"{vhost}\">>, exchange, "
-        f"<<\"{name}\">>), false, <<\"woofleet\">>).'"
+        f"rabbitmqctl delete_queue {name} -p {vhost}"
+        if kind == "queue"
+        else f'rabbitmqctl eval \'rabbit_exchange:delete(rabbit_misc:r(<<"{vhost}">>, exchange, '
+        f'<<"{name}">>), false, <<"woofleet">>).\''
     )
     return TopologyError(
         f"{kind} {name} exists with different arguments than topology/ declares "
@@ -110,8 +111,9 @@ async def apply_topology(
                 await _declare(channel, item)
             except aiormq.exceptions.ChannelPreconditionFailed as exc:
                 wanted = item.args() if isinstance(item, Queue) else item.type.value
-                raise _mismatch(kind, item.name, wanted, str(exc.args[0] if exc.args else exc),
-                                vhost) from None
+                raise _mismatch(
+                    kind, item.name, wanted, str(exc.args[0] if exc.args else exc), vhost
+                ) from None
             (report.unchanged if existed else report.created).append(item.name)
         for binding in topology.bindings:
             queue = await channel.declare_queue(binding.queue, passive=True)
@@ -135,8 +137,12 @@ def _apply_policies(
     try:
         for policy in topology.policies:
             management.put_policy(
-                vhost, policy.name, policy.pattern, policy.definition_dict(),
-                apply_to=policy.apply_to, priority=policy.priority,
+                vhost,
+                policy.name,
+                policy.pattern,
+                policy.definition_dict(),
+                apply_to=policy.apply_to,
+                priority=policy.priority,
             )
             report.policies.append(policy.name)
     except BrokerUnavailable as exc:
@@ -153,8 +159,10 @@ async def apply_fleet(
     """Build the fleet's topology for this broker's abilities and apply it."""
     quorum = fleet.quorum_tiers and broker_supports_quorum_dead_lettering(connection)
     if fleet.quorum_tiers and not quorum:
-        log.warning("broker is older than 3.10: retry tiers and DLQs fall back to classic queues "
-                    "(at-most-once dead lettering)")
+        log.warning(
+            "broker is older than 3.10: retry tiers and DLQs fall back to classic queues "
+            "(at-most-once dead lettering)"
+        )
     return await apply_topology(
         connection, build_topology(fleet, quorum=quorum), vhost=vhost, management=management
     )

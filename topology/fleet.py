@@ -185,9 +185,7 @@ def _queue(
     )
 
 
-def _consumer_topology(
-    consumer: ConsumerPolicy, quorum: bool
-) -> tuple[list[Queue], list[Binding]]:
+def _consumer_topology(consumer: ConsumerPolicy, quorum: bool) -> tuple[list[Queue], list[Binding]]:
     # x-max-priority is fixed at declaration (no policy can set it), hence an argument here.
     work = _queue(
         consumer.work_queue, QueueRole.WORK, consumer.name, {"x-max-priority": MAX_PRIORITY}
@@ -198,15 +196,25 @@ def _consumer_topology(
     if consumer.delay is not None:
         entry = names.delay_queue(consumer.name)
         queues.append(
-            _queue(entry, QueueRole.DELAY, consumer.name,
-                   _tier_arguments(consumer, consumer.delay, quorum), quorum)
+            _queue(
+                entry,
+                QueueRole.DELAY,
+                consumer.name,
+                _tier_arguments(consumer, consumer.delay, quorum),
+                quorum,
+            )
         )
     bindings += [Binding(names.EVENTS_EXCHANGE, entry, key) for key in consumer.bindings]
     for delay in consumer.used_tiers:
         tier = names.retry_queue(consumer.name, delay)
         queues.append(
-            _queue(tier, QueueRole.RETRY, consumer.name,
-                   _tier_arguments(consumer, delay, quorum), quorum)
+            _queue(
+                tier,
+                QueueRole.RETRY,
+                consumer.name,
+                _tier_arguments(consumer, delay, quorum),
+                quorum,
+            )
         )
         bindings.append(Binding(names.RETRY_EXCHANGE, tier, tier))
     dlq_args: QueueArguments = {"x-queue-type": "quorum"} if quorum else {}
