@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 
 def _to_decimal(value: Any) -> Any:
     # WooCommerce sends money as strings, but line_items[].price is a JSON number: read floats
-    # through str() so 19.99 stays 19.99 and does not become 19.989999999999998436805981327779591083526611328125.
+    # through repr() so 19.99 stays 19.99 instead of 19.98999999999999843680598...
     if isinstance(value, float):
         return Decimal(repr(value))
     if value == "" or value is None:

@@ -225,7 +225,7 @@ def _consumer_topology(consumer: ConsumerPolicy, quorum: bool) -> tuple[list[Que
 
 
 def dlq_policy(consumer: ConsumerPolicy) -> Policy:
-    """The DLQ length limit as a policy, so an operator can change it live (queue args are fixed)."""
+    """The DLQ length limit as a policy: an operator can change it live; queue args are fixed."""
     return Policy(
         name=f"{consumer.dead_letter_queue}-limit",
         pattern=f"^{consumer.dead_letter_queue.replace('.', '[.]')}$",

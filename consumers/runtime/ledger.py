@@ -1,0 +1,132 @@
+"""The idempotency ledger: which (consumer, business key) effects are already done.
+
+It also counts redeliveries of messages that were never acknowledged (a consumer killed in the
+middle of a handler), so a message that crashes its consumer every time is dead-lettered instead
+of looping forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+from typing import Protocol
+
+from fleet.state import backend_of, connect_sqlite
+
+
+class Ledger(Protocol):
+    async def is_done(self, consumer: str, key: str) -> bool:
+        """Whether the effect for ``key`` was already recorded by ``consumer``."""
+        ...
+
+    async def mark_done(self, consumer: str, key: str) -> None:
+        """Record the effect for ``key`` as done (idempotent)."""
+        ...
+
+    async def count_redelivery(self, consumer: str, message_id: str) -> int:
+        """Add one to the redeliveries of ``message_id`` and return the new count."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS consumer_ledger (
+        consumer TEXT NOT NULL, business_key TEXT NOT NULL, done_at TEXT NOT NULL,
+        PRIMARY KEY (consumer, business_key))""",
+    """CREATE TABLE IF NOT EXISTS consumer_redeliveries (
+        consumer TEXT NOT NULL, message_id TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (consumer, message_id))""",
+)
+
+_REDELIVERY_UPSERT = """INSERT INTO consumer_redeliveries (consumer, message_id, count)
+    VALUES ({p}, {p}, 1) ON CONFLICT (consumer, message_id)
+    DO UPDATE SET count = consumer_redeliveries.count + 1 RETURNING count"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SQLiteLedger:
+    """The embedded default. Calls are short single-row statements, so they run inline."""
+
+    def __init__(self, state_url: str) -> None:
+        self._db: sqlite3.Connection = connect_sqlite(state_url)
+        for statement in _SCHEMA:
+            self._db.execute(statement)
+
+    async def is_done(self, consumer: str, key: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM consumer_ledger WHERE consumer = ? AND business_key = ?",
+            (consumer, key),
+        ).fetchone()
+        return row is not None
+
+    async def mark_done(self, consumer: str, key: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO consumer_ledger (consumer, business_key, done_at) "
+            "VALUES (?, ?, ?)",
+            (consumer, key, _now()),
+        )
+
+    async def count_redelivery(self, consumer: str, message_id: str) -> int:
+        row = self._db.execute(_REDELIVERY_UPSERT.format(p="?"), (consumer, message_id)).fetchone()
+        return int(row[0])
+
+    async def close(self) -> None:
+        self._db.close()
+
+
+class PostgresLedger:
+    """The fleet's ledger, shared by every replica of a consumer."""
+
+    def __init__(self, state_url: str) -> None:
+        self._url = state_url
+        self._lock = asyncio.Lock()
+        self._conn: object | None = None
+
+    async def _connection(self):  # type: ignore[no-untyped-def]
+        import psycopg
+
+        async with self._lock:
+            if self._conn is None or self._conn.closed:  # type: ignore[attr-defined]
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                for statement in _SCHEMA:
+                    await conn.execute(statement)
+                self._conn = conn
+            return self._conn
+
+    async def is_done(self, consumer: str, key: str) -> bool:
+        conn = await self._connection()
+        cur = await conn.execute(
+            "SELECT 1 FROM consumer_ledger WHERE consumer = %s AND business_key = %s",
+            (consumer, key),
+        )
+        return await cur.fetchone() is not None
+
+    async def mark_done(self, consumer: str, key: str) -> None:
+        conn = await self._connection()
+        await conn.execute(
+            "INSERT INTO consumer_ledger (consumer, business_key, done_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (consumer, key, _now()),
+        )
+
+    async def count_redelivery(self, consumer: str, message_id: str) -> int:
+        conn = await self._connection()
+        cur = await conn.execute(_REDELIVERY_UPSERT.format(p="%s"), (consumer, message_id))
+        row = await cur.fetchone()
+        return int(row[0])
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()  # type: ignore[attr-defined]
+
+
+def open_ledger(state_url: str) -> Ledger:
+    """The ledger WOOFLEET_STATE_URL names: SQLite (default) or PostgreSQL."""
+    if backend_of(state_url) == "postgresql":
+        return PostgresLedger(state_url)
+    return SQLiteLedger(state_url)

@@ -1,0 +1,130 @@
+"""Run one or more consumer types in one process: start, health, SIGTERM drain, close."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from collections.abc import Sequence
+
+from aio_pika.abc import AbstractRobustConnection
+from starlette.applications import Starlette
+
+from consumers import registry
+from consumers.runtime.handler import Handler, HandlerSpec
+from consumers.runtime.ledger import Ledger, open_ledger
+from consumers.runtime.middleware import Middleware
+from consumers.runtime.observe import standard_middleware
+from consumers.runtime.worker import ConsumerWorker
+from fleet.amqp import connect
+from fleet.health import health_routes, serve_in_background
+from fleet.settings import Settings
+from topology.fleet import DEFAULT_FLEET, FleetSpec
+
+log = logging.getLogger("consumers.supervisor")
+
+
+async def build_handler(name: str, settings: Settings) -> Handler:
+    """The handler of consumer ``name``, built from its module's ``build(settings)``."""
+    built = registry.load(name).build(settings)
+    handler: Handler = await built if inspect.isawaitable(built) else built
+    return handler
+
+
+class Supervisor:
+    """Owns the connection, the ledger and one worker per consumer type."""
+
+    def __init__(
+        self,
+        consumer_names: Sequence[str],
+        settings: Settings,
+        *,
+        fleet: FleetSpec = DEFAULT_FLEET,
+        handlers: dict[str, tuple[HandlerSpec, Handler]] | None = None,
+        middleware: Sequence[Middleware] | None = None,
+    ) -> None:
+        """``handlers`` replaces the modules' own (spec, handler) for some consumers (tests)."""
+        self._handlers = dict(handlers or {})
+        for name in consumer_names:
+            fleet.consumer(name)  # unknown names fail here, listing the valid ones
+            if name not in self._handlers:
+                registry.load(name)
+        self.names = tuple(consumer_names)
+        self.settings = settings
+        self.fleet = fleet
+        self._middleware = list(standard_middleware() if middleware is None else middleware)
+        self.workers: dict[str, ConsumerWorker] = {}
+        self.connection: AbstractRobustConnection | None = None
+        self.ledger: Ledger | None = None
+
+    async def start(self) -> None:
+        self.connection = await connect(
+            self.settings, name=f"woofleet consume {' '.join(self.names)}"
+        )
+        self.ledger = open_ledger(self.settings.state_url)
+        for name in self.names:
+            if name not in self._handlers:
+                spec = registry.load(name).SPEC
+                self._handlers[name] = (spec, await build_handler(name, self.settings))
+            spec, handler = self._handlers[name]
+            worker = ConsumerWorker(
+                self.fleet.consumer(name),
+                spec,
+                handler,
+                ledger=self.ledger,
+                middleware=self._middleware,
+            )
+            await worker.start(self.connection)
+            self.workers[name] = worker
+
+    def ready(self) -> tuple[bool, dict[str, object]]:
+        connected = self.connection is not None and not self.connection.is_closed
+        consuming = {name: w.consuming for name, w in self.workers.items()}
+        ok = connected and bool(consuming) and all(consuming.values())
+        return ok, {"connected": connected, "consuming": consuming}
+
+    async def stop(self, grace: float | None = None) -> bool:
+        """Drain every worker within ``grace`` (default: the longest handler timeout)."""
+        if grace is None:
+            grace = max((self.fleet.consumer(n).timeout for n in self.names), default=30.0)
+        results = await asyncio.gather(*(w.stop(grace) for w in self.workers.values()))
+        for _, handler in self._handlers.values():
+            aclose = getattr(handler, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if self.ledger is not None:
+            await self.ledger.close()
+        if self.connection is not None:
+            await self.connection.close()
+        return all(results)
+
+
+async def serve_consumers(
+    consumer_names: Sequence[str],
+    settings: Settings,
+    *,
+    host: str = "0.0.0.0",
+    port: int = 9100,
+    fleet: FleetSpec = DEFAULT_FLEET,
+    grace: float | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """The body of ``woofleet consume``: run until SIGTERM/SIGINT (or ``stop``), then drain."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    supervisor = Supervisor(consumer_names, settings, fleet=fleet)
+    await supervisor.start()
+    app = Starlette(routes=health_routes(supervisor.ready))
+    server, server_task = await serve_in_background(app, host, port)
+    log.info("health and metrics on http://%s:%d (/healthz /readyz /metrics)", host, port)
+    await stop.wait()
+    log.info("stopping: no new deliveries; finishing what is in flight")
+    finished = await supervisor.stop(grace)
+    server.should_exit = True
+    await server_task
+    for name, worker in supervisor.workers.items():
+        log.info("%s: %s", name, dict(worker.stats) or "no deliveries")
+    return 0 if finished else 1

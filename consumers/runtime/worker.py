@@ -1,0 +1,333 @@
+"""The consume loop of one consumer type: every delivery goes down one ladder.
+
+    contract fails ─────────────────────────────▶ DLQ at once (confirmed), ack
+    already in the ledger ──────────────────────▶ ack (duplicate: no second effect)
+    handler succeeds ───────────────────────────▶ ledger, ack
+    transient error / timeout / unexpected ─────▶ next retry tier (confirmed), ack
+    permanent error, or attempts exhausted ─────▶ DLQ (confirmed), ack
+    redelivered unacked too often (crashes) ────▶ DLQ (confirmed), ack
+
+The confirmed publish always comes before the ack, so a crash at any point loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from consumers.runtime.failure import attempt_of, decide, describe, failure_headers
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
+from consumers.runtime.ledger import Ledger
+from consumers.runtime.middleware import Middleware
+from contracts.registry import parse
+from fleet.amqp import publish_confirmed
+from fleet.errors import ContractError, PublishError, TopologyError
+from fleet.logging import with_context
+from topology import names
+from topology.fleet import ConsumerPolicy
+
+log = logging.getLogger("consumers.runtime")
+
+#: How long to hold a message whose retry or dead letter the broker refused before requeueing
+#: it, so a full DLQ does not turn into a hot loop.
+REFUSED_BACKOFF = 5.0
+
+
+class ConsumerWorker:
+    """Consumes ``woo.<consumer>`` and applies the ladder above to every delivery."""
+
+    def __init__(
+        self,
+        policy: ConsumerPolicy,
+        spec: HandlerSpec,
+        handler: Handler,
+        *,
+        ledger: Ledger | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
+        if spec.consumer != policy.name:
+            raise ValueError(f"handler spec is for {spec.consumer!r}, policy for {policy.name!r}")
+        self.policy = policy
+        self.spec = spec
+        self.handler = handler
+        self.ledger = ledger
+        self.middleware = tuple(middleware)
+        #: Outcome counts since start: handled, duplicate, retried, dead, requeued.
+        self.stats: Counter[str] = Counter()
+        self._channel: AbstractChannel | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._retry: AbstractExchange | None = None
+        self._dead: AbstractExchange | None = None
+        self._consumer_tag: str | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._log = with_context(log, consumer=policy.name)
+
+    @property
+    def consuming(self) -> bool:
+        return (
+            self._consumer_tag is not None
+            and self._channel is not None
+            and not (self._channel.is_closed)
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        """Open channels, check the queue exists, and start consuming."""
+        self._channel = await connection.channel()
+        # A small prefetch keeps priorities meaningful: the broker reorders only what it holds.
+        await self._channel.set_qos(prefetch_count=self.policy.effective_prefetch)
+        self._publish_channel = await connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        self._retry = await self._publish_channel.get_exchange(names.RETRY_EXCHANGE, ensure=False)
+        self._dead = await self._publish_channel.get_exchange(
+            names.DEAD_LETTER_EXCHANGE, ensure=False
+        )
+        try:
+            self._queue = await self._channel.declare_queue(self.policy.work_queue, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            raise TopologyError(
+                f"queue {self.policy.work_queue} does not exist; run `woofleet topology apply`"
+            ) from None
+        await self.resume()
+        self._log.info(
+            "consuming %s (prefetch %d, timeout %ss, max attempts %d)",
+            self.policy.work_queue,
+            self.policy.effective_prefetch,
+            self.policy.timeout,
+            self.policy.max_attempts,
+        )
+
+    async def pause(self) -> None:
+        """Stop taking new deliveries; what is in flight carries on."""
+        if self._queue is not None and self._consumer_tag is not None:
+            tag, self._consumer_tag = self._consumer_tag, None
+            await self._queue.cancel(tag)
+
+    async def resume(self) -> None:
+        if self._queue is not None and self._consumer_tag is None:
+            self._consumer_tag = await self._queue.consume(self._on_message)
+
+    async def stop(self, grace: float) -> bool:
+        """SIGTERM path: stop consuming, let in-flight work finish within ``grace`` seconds,
+        then close; anything still unacked goes back to the queue. True if all finished."""
+        await self.pause()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=grace)
+            finished = True
+        except TimeoutError:
+            finished = False
+            self._log.warning(
+                "%d deliveries still running after %.0fs; the broker requeues them",
+                self._in_flight,
+                grace,
+            )
+        for channel in (self._channel, self._publish_channel):
+            if channel is not None and not channel.is_closed:
+                await channel.close()
+        return finished
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    # -- one delivery ---------------------------------------------------------------------------
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._process(message)
+        except PublishError as exc:
+            # The broker refused the retry or dead letter (e.g. a full DLQ): keep the original.
+            self.stats["requeued"] += 1
+            self._log.error(
+                "could not move message %s on (%s); it stays in %s",
+                message.message_id,
+                exc,
+                self.policy.work_queue,
+            )
+            await asyncio.sleep(REFUSED_BACKOFF)
+            await self._settle(message.nack(requeue=True))
+        except Exception:
+            self._log.exception("runtime failure on message %s; it is requeued", message.message_id)
+            await self._settle(message.nack(requeue=True))
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        headers: dict[str, Any] = dict(message.headers or {})
+        attempt = attempt_of(headers)
+        message_id = message.message_id or ""
+        if message.redelivered and self.ledger is not None:
+            count = await self.ledger.count_redelivery(self.policy.name, message_id)
+            if count >= self.policy.max_attempts:
+                reason = (
+                    f"ConsumerCrashed: delivered {count + 1} times without an ack "
+                    "(the consumer died or lost its connection while handling it)"
+                )
+                await self._dead_letter(message, headers, attempt, reason)
+                return
+        try:
+            event = parse(message.body, event_type=message.type, accepted=self.spec.accepts)
+        except ContractError as exc:
+            await self._dead_letter(message, headers, attempt, describe(exc))
+            return
+        key = self.spec.business_key(event) if self.spec.business_key else message_id
+        delivery = Delivery(
+            consumer=self.policy.name,
+            message_id=message_id,
+            attempt=attempt,
+            priority=message.priority or 0,
+            redelivered=bool(message.redelivered),
+            business_key=key,
+            log=with_context(
+                log,
+                consumer=self.policy.name,
+                event=event.event_type,
+                ref=message.correlation_id,
+                attempt=attempt,
+            ),
+            headers=headers,
+        )
+        if (
+            self.spec.business_key
+            and self.ledger
+            and await self.ledger.is_done(self.policy.name, key)
+        ):
+            delivery.log.info("already done (duplicate delivery); acking without a second effect")
+            await self._ack(message, delivery, "duplicate")
+            return
+        exception = await self._run_handler(event, delivery)
+        if exception is None:
+            if self.spec.business_key and self.ledger:
+                await self.ledger.mark_done(self.policy.name, key)
+            await self._ack(message, delivery, "handled")
+            return
+        verdict = decide(self.policy, attempt, exception)
+        if verdict.action == "retry":
+            await self._send_to_retry(message, headers, delivery, exception, verdict.delay)
+        else:
+            await self._dead_letter(message, headers, attempt, verdict.reason, delivery)
+
+    async def _run_handler(self, event: AnyEnvelope, delivery: Delivery) -> BaseException | None:
+        for mw in self.middleware:
+            await mw.before_handle(event, delivery)
+        exception: BaseException | None = None
+        try:
+            async with asyncio.timeout(self.policy.timeout):
+                await self.handler(event, delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            exception = exc
+        for mw in reversed(self.middleware):
+            await mw.after_handle(event, delivery, exception)
+        return exception
+
+    async def _send_to_retry(
+        self,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        delivery: Delivery,
+        exc: BaseException,
+        delay: float,
+    ) -> None:
+        assert self._retry is not None
+        tier = names.retry_queue(self.policy.name, delay)
+        new_headers = failure_headers(
+            headers, consumer=self.policy.name, attempt=delivery.attempt, error=describe(exc)
+        )
+        await publish_confirmed(self._retry, _copy(message, new_headers), tier)
+        delivery.log.warning(
+            "attempt %d failed (%s); retrying in %ss via %s",
+            delivery.attempt,
+            describe(exc),
+            delay,
+            tier,
+        )
+        for mw in self.middleware:
+            await mw.on_retry(delivery, exc, tier)
+        await self._ack(message, delivery, "retried")
+
+    async def _dead_letter(
+        self,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        attempt: int,
+        reason: str,
+        delivery: Delivery | None = None,
+    ) -> None:
+        assert self._dead is not None
+        dlq = self.policy.dead_letter_queue
+        new_headers = failure_headers(
+            headers, consumer=self.policy.name, attempt=attempt, error=reason
+        )
+        await publish_confirmed(self._dead, _copy(message, new_headers), dlq)
+        self._log.error(
+            "message %s (%s, ref %s) dead-lettered to %s: %s",
+            message.message_id,
+            message.type,
+            message.correlation_id,
+            dlq,
+            reason,
+        )
+        for mw in self.middleware:
+            await mw.on_dead_letter(self.policy.name, message.message_id or "", reason, new_headers)
+        if delivery is not None:
+            await self._ack(message, delivery, "dead")
+        else:
+            self.stats["dead"] += 1
+            await self._settle(message.ack())
+
+    async def _ack(
+        self, message: AbstractIncomingMessage, delivery: Delivery, outcome: str
+    ) -> None:
+        for mw in self.middleware:
+            await mw.before_ack(delivery, outcome)
+        self.stats[outcome] += 1
+        await self._settle(message.ack())
+
+    async def _settle(self, settle: Any) -> None:
+        try:
+            await settle
+        except (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError) as exc:
+            # The channel died under us; the broker requeues the message, and the ledger or the
+            # redelivery count takes care of it next time.
+            self._log.warning("could not settle a delivery (%s); the broker will redeliver it", exc)
+
+
+def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """The same body and properties, with new headers: what retry tiers and DLQs carry."""
+    return aio_pika.Message(
+        body=message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+    )

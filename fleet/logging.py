@@ -1,0 +1,81 @@
+"""Logging for people at 3 a.m.: one line per event, key=value context, secrets and PII redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from typing import Any
+
+#: Patterns that must never reach a log line: URL passwords, emails, bearer tokens, HMAC secrets.
+_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.I),
+        r"\g<scheme>\g<user>:***@",
+    ),
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "<email>"),
+    (
+        re.compile(r"(?i)(authorization|bearer|secret|password|token)([\"']?\s*[:=]\s*)\S+"),
+        r"\1\2***",
+    ),
+)
+
+
+def redact(text: str) -> str:
+    """Remove credentials and email addresses from a string bound for a log or an error report."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """``2026-11-28 05:14:29 INFO  consumers.runtime  message  key=value ...`` — redacted."""
+
+    def __init__(self, json_lines: bool = False) -> None:
+        super().__init__("%(asctime)s %(levelname)-5s %(name)s  %(message)s", "%Y-%m-%d %H:%M:%S")
+        self.json_lines = json_lines
+
+    def format(self, record: logging.LogRecord) -> str:
+        context: dict[str, Any] = getattr(record, "context", None) or {}
+        if self.json_lines:
+            payload = {
+                "time": self.formatTime(record, self.datefmt),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+                **context,
+            }
+            if record.exc_info:
+                payload["exception"] = self.formatException(record.exc_info)
+            return redact(json.dumps(payload, default=str, ensure_ascii=False))
+        line = super().format(record)
+        if context:
+            head, sep, tail = line.partition("\n")
+            extra = " ".join(f"{k}={v}" for k, v in context.items())
+            line = f"{head}  {extra}{sep}{tail}"
+        return redact(line)
+
+
+class ContextAdapter(logging.LoggerAdapter[logging.Logger]):
+    """A logger that carries key=value context (consumer, message id, order) on every line."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = kwargs.setdefault("extra", {})
+        extra["context"] = {**(self.extra or {}), **extra.get("context", {})}
+        return msg, kwargs
+
+
+def with_context(logger: logging.Logger, **context: Any) -> ContextAdapter:
+    return ContextAdapter(logger, context)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(json_lines=fmt == "json"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The AMQP and HTTP libraries are chatty at INFO about things that are not news.
+    for noisy in ("aiormq", "aio_pika", "pika", "httpx", "botocore", "boto3", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

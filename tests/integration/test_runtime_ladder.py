@@ -1,0 +1,240 @@
+"""The delivery ladder on the real broker: success, retry tiers, dead letters, duplicates."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from consumers.runtime import Delivery, HandlerSpec, Supervisor, versions
+from consumers.runtime.handler import AnyEnvelope
+from contracts.messages import (
+    ATTEMPT_HEADER,
+    CONSUMER_HEADER,
+    ERROR_HEADER,
+    FIRST_FAILED_HEADER,
+    LAST_FAILED_HEADER,
+)
+from contracts.orders import ORDER_EVENT_TYPES
+from fleet.errors import PermanentError, TransientError
+from fleet.settings import Settings
+from tests.builders import order_event
+from tests.support.amqp import apply, depth, drain, fast_fleet, publish, wait_until
+from topology import names
+
+pytestmark = pytest.mark.integration
+
+SPEC = HandlerSpec("analytics", versions(ORDER_EVENT_TYPES, 1))
+
+
+class Recorder:
+    """A handler that fails ``failures`` times, then succeeds; records every call."""
+
+    def __init__(self, failures: int = 0, error: Exception | None = None) -> None:
+        self.failures = failures
+        self.error = error or TransientError("target answered 503")
+        self.calls: list[tuple[float, Delivery]] = []
+        self.done: list[str] = []
+
+    async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
+        self.calls.append((time.monotonic(), delivery))
+        if len(self.calls) <= self.failures:
+            raise self.error
+        self.done.append(str(event.event_id))
+
+
+async def test_order_paid_reaches_exactly_the_queues_bound_to_it(
+    connection: AbstractRobustConnection, vhost: str
+) -> None:
+    # Given the whole default topology
+    fleet = fast_fleet()
+    await apply(connection, fleet, vhost)
+    # When one order.paid is published
+    await publish(connection, order_event("order.paid"))
+    # Then exactly the consumers bound to order.paid have it, and no others
+    expected = {
+        c.name for c in fleet.consumers if any(k in ("order.paid", "order.#") for k in c.bindings)
+    }
+    assert expected == {
+        "payment-capture",
+        "stock",
+        "order-email",
+        "erp-sync",
+        "invoice",
+        "warehouse",
+        "analytics",
+        "crm",
+    }
+    for consumer in fleet.consumers:
+        count = await depth(connection, names.work_queue(consumer.name))
+        assert count == (1 if consumer.name in expected else 0), consumer.name
+    assert await depth(connection, names.delay_queue("review-request")) == 0
+
+
+async def test_transient_failures_go_through_the_tiers_and_back_to_the_same_consumer_only(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    # Given two consumers bound to order.paid, one of which fails twice
+    fleet = fast_fleet("analytics", "crm", max_attempts=3)
+    await apply(connection, fleet, vhost)
+    flaky, steady = Recorder(failures=2), Recorder()
+    sup = Supervisor(
+        ["analytics", "crm"],
+        settings,
+        fleet=fleet,
+        middleware=[],
+        handlers={"analytics": (SPEC, flaky), "crm": (replace(SPEC, consumer="crm"), steady)},
+    )
+    await sup.start()
+    try:
+        # When an order.paid arrives
+        await publish(connection, order_event("order.paid"))
+        await wait_until(lambda: len(flaky.done) == 1, timeout=10)
+    finally:
+        await sup.stop(5)
+    # Then the flaky consumer tried three times, waiting about each tier's TTL in between
+    (t1, d1), (t2, d2), (t3, d3) = flaky.calls
+    assert [d1.attempt, d2.attempt, d3.attempt] == [1, 2, 3]
+    assert 0.3 <= t2 - t1 < 0.3 + 1.0
+    assert 0.6 <= t3 - t2 < 0.6 + 1.0
+    assert d3.headers[ERROR_HEADER] == "TransientError: target answered 503"
+    # and the retries never reached the other consumer
+    assert len(steady.calls) == 1
+    assert sup.workers["analytics"].stats == {"retried": 2, "handled": 1}
+
+
+async def test_a_handler_that_always_fails_lands_in_its_dlq_with_failure_headers(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    fleet = fast_fleet("analytics")  # max attempts 2
+    await apply(connection, fleet, vhost)
+    broken = Recorder(failures=99, error=RuntimeError("boom"))
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, broken)}
+    )
+    await sup.start()
+    try:
+        event = order_event("order.paid")
+        await publish(connection, event, priority=3)
+        await wait_until(lambda: sup.workers["analytics"].stats["dead"] == 1)
+    finally:
+        await sup.stop(5)
+    assert len(broken.calls) == 2
+    [dead] = await drain(connection, names.dead_letter_queue("analytics"))
+    assert dead.message_id == str(event.event_id)
+    assert dead.priority == 3 and dead.type == "order.paid"
+    assert dead.correlation_id == str(event.data.id)
+    headers = dead.headers or {}
+    assert headers[ATTEMPT_HEADER] == 2
+    assert headers[CONSUMER_HEADER] == "analytics"
+    assert "attempts exhausted (2/2)" in str(headers[ERROR_HEADER])
+    assert "RuntimeError: boom" in str(headers[ERROR_HEADER])
+    assert headers[FIRST_FAILED_HEADER] <= headers[LAST_FAILED_HEADER]
+    assert not any(str(k).startswith("x-death") for k in headers)
+    assert await depth(connection, names.work_queue("analytics")) == 0
+
+
+async def test_permanent_error_goes_to_dlq_without_retry(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    fleet = fast_fleet("analytics")
+    await apply(connection, fleet, vhost)
+    refused = Recorder(failures=99, error=PermanentError("collector answered 422: bad currency"))
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, refused)}
+    )
+    await sup.start()
+    try:
+        await publish(connection, order_event("order.paid"))
+        await wait_until(lambda: sup.workers["analytics"].stats["dead"] == 1)
+    finally:
+        await sup.stop(5)
+    assert len(refused.calls) == 1
+    [dead] = await drain(connection, names.dead_letter_queue("analytics"))
+    assert (dead.headers or {})[ERROR_HEADER] == (
+        "PermanentError: collector answered 422: bad currency"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "body is not JSON"),
+        (b'{"event_type": "order.paid", "schema_version": 1, "data": {}}', "fails its contract"),
+        (b'{"event_type": "order.paid", "schema_version": 9}', "not a contract this consumer"),
+    ],
+)
+async def test_invalid_contract_goes_to_dlq_at_once_and_never_reaches_the_handler(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings, body: bytes, reason: str
+) -> None:
+    fleet = fast_fleet("analytics")
+    await apply(connection, fleet, vhost)
+    handler = Recorder()
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, handler)}
+    )
+    await sup.start()
+    try:
+        await publish(connection, order_event("order.paid"), body=body)
+        await wait_until(lambda: sup.workers["analytics"].stats["dead"] == 1)
+    finally:
+        await sup.stop(5)
+    assert handler.calls == []
+    [dead] = await drain(connection, names.dead_letter_queue("analytics"))
+    assert dead.body == body  # the original bytes, for a person to inspect and replay
+    assert reason in str((dead.headers or {})[ERROR_HEADER])
+    assert (dead.headers or {})[ATTEMPT_HEADER] == 1
+
+
+async def test_handler_timeout_sends_message_to_next_retry_tier(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    import asyncio
+
+    fleet = fast_fleet("analytics", timeout=0.2, max_attempts=3)
+    await apply(connection, fleet, vhost)
+    calls: list[int] = []
+
+    async def slow_then_fast(event: AnyEnvelope, delivery: Delivery) -> None:
+        calls.append(delivery.attempt)
+        if delivery.attempt == 1:
+            await asyncio.sleep(5)
+
+    sup = Supervisor(
+        ["analytics"],
+        settings,
+        fleet=fleet,
+        middleware=[],
+        handlers={"analytics": (SPEC, slow_then_fast)},
+    )
+    await sup.start()
+    try:
+        await publish(connection, order_event("order.paid"))
+        await wait_until(lambda: sup.workers["analytics"].stats["handled"] == 1)
+    finally:
+        await sup.stop(5)
+    assert calls == [1, 2]
+    assert sup.workers["analytics"].stats["retried"] == 1
+
+
+async def test_the_same_message_delivered_twice_has_its_effect_once(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    fleet = fast_fleet("analytics")
+    await apply(connection, fleet, vhost)
+    handler = Recorder()
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, handler)}
+    )
+    await sup.start()
+    try:
+        event = order_event("order.paid")
+        await publish(connection, event)
+        await publish(connection, event)  # e.g. order.created and order.updated, same body
+        await wait_until(lambda: sum(sup.workers["analytics"].stats.values()) == 2)
+    finally:
+        await sup.stop(5)
+    assert handler.done == [str(event.event_id)]
+    assert sup.workers["analytics"].stats == {"handled": 1, "duplicate": 1}
