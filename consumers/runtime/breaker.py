@@ -1,0 +1,135 @@
+"""A circuit breaker for a consumer whose target is down: stop hammering it, probe, resume.
+
+    closed ──(≥ min_calls in the window and failure ratio ≥ failure_ratio)──▶ open
+    open ──(cool_down elapsed)──▶ half-open: allow() lets exactly one probe through
+    half-open ──probe succeeds──▶ closed (window cleared)
+    half-open ──probe fails──▶ open (cool-down starts again)
+
+The window is a time window: outcomes older than ``window`` seconds no longer count, so a
+quiet consumer is not tripped by failures from an hour ago. The worker decides what a failure
+is; the intended rule is "the target did not answer usefully" (a TransientError or a timeout).
+A PermanentError means the target answered, so it counts as a success here.
+
+The breaker only keeps state; the worker acts on it: pause consuming while open, resume for a
+probe once ``allow()`` says so (``retry_in()`` says when), and keep going on success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import StrEnum
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+StateListener = Callable[[BreakerState, BreakerState], None]
+
+
+class CircuitBreaker:
+    """Counts recent outcomes and opens when too many fail. ``clock`` is injectable for tests."""
+
+    def __init__(
+        self,
+        window: float = 60.0,
+        failure_ratio: float = 0.5,
+        min_calls: int = 10,
+        cool_down: float = 30.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: StateListener | None = None,
+    ) -> None:
+        if window <= 0 or cool_down < 0:
+            raise ValueError("window must be > 0 and cool_down >= 0 seconds")
+        if not 0 < failure_ratio <= 1:
+            raise ValueError(f"failure_ratio must be in (0, 1], not {failure_ratio}")
+        if min_calls < 1:
+            raise ValueError(f"min_calls must be at least 1, not {min_calls}")
+        self.window = window
+        self.failure_ratio = failure_ratio
+        self.min_calls = min_calls
+        self.cool_down = cool_down
+        self._clock = clock
+        self._on_change = on_change
+        self._outcomes: deque[tuple[float, bool]] = deque()
+        self._state = BreakerState.CLOSED
+        self._opened_at = 0.0
+        self._probe_out = False
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state; an open breaker whose cool-down has passed reads half-open."""
+        if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self.cool_down:
+            self._move(BreakerState.HALF_OPEN)
+        return self._state
+
+    def allow(self) -> bool:
+        """May a call go ahead now? In half-open, True once (the probe) until it is recorded."""
+        state = self.state
+        if state is BreakerState.CLOSED:
+            return True
+        if state is BreakerState.HALF_OPEN and not self._probe_out:
+            self._probe_out = True
+            return True
+        return False
+
+    def retry_in(self) -> float:
+        """Seconds until a probe may go (0 when calls may go now or a probe is due)."""
+        if self.state is BreakerState.OPEN:
+            return max(self.cool_down - (self._clock() - self._opened_at), 0.0)
+        return 0.0
+
+    def record(self, success: bool) -> None:
+        """Record the outcome of a call that :meth:`allow` let through."""
+        state = self.state
+        now = self._clock()
+        if state is BreakerState.HALF_OPEN:
+            if success:
+                self._outcomes.clear()
+                self._move(BreakerState.CLOSED)
+            else:
+                self._open(now)
+            return
+        if state is BreakerState.OPEN:
+            # Late results of calls that started before the breaker opened change nothing.
+            return
+        self._outcomes.append((now, success))
+        self._forget_before(now - self.window)
+        calls = len(self._outcomes)
+        failures = sum(1 for _, ok in self._outcomes if not ok)
+        if calls >= self.min_calls and failures / calls >= self.failure_ratio:
+            self._open(now)
+
+    @property
+    def failure_rate(self) -> float:
+        """Failures / calls within the window (0.0 with no calls): for metrics and logs."""
+        self._forget_before(self._clock() - self.window)
+        if not self._outcomes:
+            return 0.0
+        return sum(1 for _, ok in self._outcomes if not ok) / len(self._outcomes)
+
+    def _forget_before(self, cutoff: float) -> None:
+        while self._outcomes and self._outcomes[0][0] <= cutoff:
+            self._outcomes.popleft()
+
+    def _open(self, now: float) -> None:
+        self._opened_at = now
+        self._outcomes.clear()
+        self._move(BreakerState.OPEN)
+
+    def _move(self, new: BreakerState) -> None:
+        old, self._state = self._state, new
+        self._probe_out = False
+        if old is not new and self._on_change is not None:
+            self._on_change(old, new)
+
+    def __repr__(self) -> str:
+        return (
+            f"<CircuitBreaker {self._state} failures {self.failure_rate:.0%} "
+            f"over {self.window:g}s, cool-down {self.cool_down:g}s>"
+        )

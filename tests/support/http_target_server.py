@@ -1,0 +1,184 @@
+"""A real HTTP server on 127.0.0.1 for HTTP-target tests: records requests, answers as told.
+
+    with HttpTargetServer() as server:
+        server.answer(503, headers={"Retry-After": "7"})   # the next request gets this
+        server.hang(2.0)                                    # the next request hangs 2 s
+        ... server.url, server.requests ...
+
+Unscripted requests get ``200 {"ok": true}``, or whatever ``server.route`` returns when set
+(a function of the recorded request, for targets with behaviour such as WooCommerce's batch).
+It is uvicorn serving a Starlette app in a thread on a free port: the code under test speaks
+real HTTP to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    @property
+    def form(self) -> dict[str, str]:
+        return dict(parse_qsl(self.body.decode()))
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.headers.get("idempotency-key")
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: Any = field(default_factory=lambda: {"ok": True})
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Seconds to wait before answering (longer than the client's timeout = a hang).
+    delay: float = 0.0
+
+
+Route = Callable[[Recorded], Answer]
+
+
+class HttpTargetServer:
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.route: Route | None = None
+        self._script: deque[Answer] = deque()
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self._app,
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+            interface="asgi3",
+            access_log=False,
+        )
+        config.timeout_graceful_shutdown = 1
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name=f"http-target-{self.port}")
+        self._released: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- scripting ---------------------------------------------------------------------
+    def answer(
+        self,
+        status: int,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
+        """The next ``times`` requests get this answer (before falling back to the default)."""
+        with self._lock:
+            for _ in range(times):
+                self._script.append(Answer(status, body, headers or {}))
+
+    def hang(self, seconds: float, *, times: int = 1) -> None:
+        """The next ``times`` requests get no answer for ``seconds``."""
+        with self._lock:
+            for _ in range(times):
+                self._script.append(Answer(200, {"ok": True}, {}, delay=seconds))
+
+    def reset(self) -> None:
+        """Forget recorded requests, scripted answers and the route (between tests)."""
+        with self._lock:
+            self.requests.clear()
+            self._script.clear()
+            self.route = None
+
+    def paths(self) -> list[str]:
+        return [f"{r.method} {r.path}" for r in self.requests]
+
+    # -- the app -------------------------------------------------------------------------
+    async def _app(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        recorded = Recorded(
+            method=request.method,
+            path=request.url.path,
+            query=dict(request.query_params),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=await request.body(),
+        )
+        with self._lock:
+            self.requests.append(recorded)
+            scripted = self._script.popleft() if self._script else None
+        answer = scripted or (self.route(recorded) if self.route else Answer())
+        if answer.delay:
+            assert self._released is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), answer.delay)
+        content = b"" if answer.body is None else json.dumps(answer.body).encode()
+        response = Response(
+            content,
+            status_code=answer.status,
+            headers=answer.headers,
+            media_type="application/json" if content else None,
+        )
+        await response(scope, receive, send)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _run(self) -> None:
+        async def serve() -> None:
+            self._released = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+            await self._server.serve(sockets=[self._sock])
+
+        asyncio.run(serve())
+
+    def start(self) -> HttpTargetServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("test HTTP server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._released is not None and self._loop is not None:
+            # Let hanging requests finish so shutdown does not wait on them.
+            self._loop.call_soon_threadsafe(self._released.set)
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> HttpTargetServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
