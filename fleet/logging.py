@@ -79,3 +79,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     # The AMQP and HTTP libraries are chatty at INFO about things that are not news.
     for noisy in ("aiormq", "aio_pika", "pika", "httpx", "botocore", "boto3", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # aiormq logs every failed connect at ERROR with a traceback-like repr; woofleet reports a
+    # missing broker itself, in one line that says what to do (see fleet.amqp).
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)

@@ -1,0 +1,54 @@
+"""``woofleet consume CONSUMER... [--port P]``: run consumer types until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from topology.fleet import CONSUMER_NAMES, DEFAULT_FLEET
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "consume",
+        help="run one or more consumer types (one per process in production)",
+        description="Consume each named type's work queue woo.<consumer> until SIGTERM, then stop "
+        "taking deliveries, finish what is in flight within the grace period and exit. "
+        f"Consumers: {', '.join(CONSUMER_NAMES)}.",
+    )
+    parser.add_argument("consumers", nargs="+", metavar="CONSUMER", help="consumer type(s)")
+    parser.add_argument("--host", default="0.0.0.0", help="health/metrics address (0.0.0.0)")
+    parser.add_argument("--port", type=int, default=9100, help="health/metrics port (9100)")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        help="seconds to finish in-flight work on SIGTERM (default: longest handler timeout)",
+    )
+    parser.set_defaults(func=run)
+
+
+def check_names(names: list[str]) -> None:
+    unknown = [n for n in names if n not in CONSUMER_NAMES]
+    if unknown:
+        raise SystemExit(
+            f"woofleet: unknown consumer {', '.join(unknown)}; "
+            f"valid consumers: {', '.join(CONSUMER_NAMES)}"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    from consumers.runtime.supervisor import serve_consumers
+    from fleet.sentry import init_sentry
+
+    check_names(args.consumers)
+    init_sentry(args.settings, component="consumer")
+    return asyncio.run(
+        serve_consumers(
+            args.consumers,
+            args.settings,
+            host=args.host,
+            port=args.port,
+            fleet=DEFAULT_FLEET,
+            grace=args.grace,
+        )
+    )

@@ -1,0 +1,197 @@
+"""The development fleet behind ``woofleet run``: ingress and all consumers in one process.
+
+This is the composition root for development; it is the one module that imports both the
+publisher and the consumers (each still knows nothing of the other).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from consumers.runtime.supervisor import Supervisor
+from fleet.amqp import connect
+from fleet.health import health_routes, serve_in_background
+from fleet.management import Management
+from fleet.settings import Settings, target_key
+from publisher.simulate.encoding import delivery
+from publisher.simulate.orders import story
+from publisher.webhook import WEBHOOK_PATH, WebhookApp
+from topology import names
+from topology.apply import apply_fleet, vhost_of
+from topology.fleet import CONSUMER_NAMES, DEFAULT_FLEET, FleetSpec, build_topology
+from topology.model import QueueRole
+
+log = logging.getLogger("woofleet.run")
+#: The queues are idle for this long before the demo counts as done.
+SETTLE_SECONDS = 1.5
+DEMO_TIMEOUT = 120.0
+
+
+class DevFleet:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str,
+        port: int,
+        health_port: int,
+        fleet: FleetSpec = DEFAULT_FLEET,
+    ) -> None:
+        self.settings = settings
+        self.host, self.port, self.health_port = host, port, health_port
+        self.fleet = fleet
+        self.console = Console(stderr=False)
+
+    async def main(self, *, demo_orders: int | None, keep_running: bool) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self._apply_topology()
+        supervisor = Supervisor(CONSUMER_NAMES, self.settings, fleet=self.fleet)
+        await supervisor.start()
+        webhook = WebhookApp(self.settings)
+        from starlette.applications import Starlette
+
+        health = Starlette(routes=health_routes(supervisor.ready))
+        servers = [
+            await serve_in_background(webhook.asgi, self.host, self.port, lifespan=True),
+            await serve_in_background(health, self.host, self.health_port),
+        ]
+        url = f"http://{self.host}:{self.port}{WEBHOOK_PATH}"
+        self.console.print(
+            f"woofleet is running: webhook [bold]{url}[/bold], "
+            f"health http://{self.host}:{self.health_port}/readyz, "
+            f"{len(CONSUMER_NAMES)} consumers, state in {self.settings.var_dir}/"
+        )
+        code = 0
+        try:
+            if demo_orders is not None:
+                code = await self._demo(url, demo_orders, supervisor)
+            if keep_running:
+                self.console.print("press Ctrl-C to stop")
+                await stop.wait()
+        finally:
+            self.console.print("stopping: finishing in-flight work")
+            await supervisor.stop(10)
+            for server, task in reversed(servers):
+                server.should_exit = True
+                await task
+        return code
+
+    async def _apply_topology(self) -> None:
+        connection = await connect(self.settings, name="woofleet run: topology")
+        try:
+            with Management(self.settings.management_url.get_secret_value()) as management:
+                report = await apply_fleet(
+                    connection,
+                    self.fleet,
+                    vhost=vhost_of(self.settings.amqp_url.get_secret_value()),
+                    management=management,
+                )
+        finally:
+            await connection.close()
+        self.console.print(f"topology: {report.summary()}")
+
+    async def _demo(self, url: str, orders: int, supervisor: Supervisor) -> int:
+        secret = self.settings.webhook_secrets()[0]
+        rng = random.Random(7)
+        start = datetime.now(UTC).replace(microsecond=0)
+        base_id = int(time.time()) % 1_000_000 * 10
+        deliveries = [
+            delivery(step.topic, step.order, secret)
+            for n in range(orders)
+            for step in story(rng, base_id + n, start)
+        ]
+        self.console.print(
+            f"demo: sending {len(deliveries)} signed webhook deliveries for {orders} orders"
+        )
+        rejected = 0
+        async with httpx.AsyncClient(timeout=30) as client:
+            for d in deliveries:
+                response = await client.post(url, content=d.body, headers=d.headers)
+                if response.status_code >= 300:
+                    rejected += 1
+                    log.error("demo delivery refused: %s %s", response.status_code, response.text)
+        await self._wait_until_settled(supervisor)
+        self._print_summary(supervisor)
+        return 1 if rejected else 0
+
+    async def _wait_until_settled(self, supervisor: Supervisor) -> None:
+        """Until every work and retry queue is empty and no handler runs, for a moment."""
+        assert supervisor.connection is not None
+        queues = _watched_queues(self.fleet)
+        deadline = time.monotonic() + DEMO_TIMEOUT
+        quiet_since: float | None = None
+        async with supervisor.connection.channel() as channel:
+            while time.monotonic() < deadline:
+                depth = 0
+                for name in queues:
+                    queue = await channel.declare_queue(name, passive=True)
+                    depth += queue.declaration_result.message_count or 0
+                busy = depth or any(w.in_flight for w in supervisor.workers.values())
+                if busy:
+                    quiet_since = None
+                elif quiet_since is None:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since >= SETTLE_SECONDS:
+                    return
+                await asyncio.sleep(0.1)
+        log.warning("demo: queues did not settle within %.0fs", DEMO_TIMEOUT)
+
+    def _print_summary(self, supervisor: Supervisor) -> None:
+        table = Table(title="what each consumer did")
+        for column in ("consumer", "handled", "duplicates", "retried", "dead-lettered", "output"):
+            table.add_column(column)
+        for name, worker in supervisor.workers.items():
+            s = worker.stats
+            table.add_row(
+                name,
+                str(s["handled"]),
+                str(s["duplicate"]),
+                str(s["retried"]),
+                str(s["dead"]),
+                _output_of(name, self.settings),
+            )
+        self.console.print(table)
+        delayed = names.delay_queue("review-request")
+        self.console.print(
+            f"review-request emails wait 7 days in {delayed} (a delay queue), "
+            "as they would in production."
+        )
+
+
+def _watched_queues(fleet: FleetSpec) -> list[str]:
+    """Work and retry queues: the delay queue holds review requests for days by design."""
+    return [
+        q.name for q in build_topology(fleet).queues if q.role in (QueueRole.WORK, QueueRole.RETRY)
+    ]
+
+
+def _output_of(consumer: str, settings: Settings) -> str:
+    """Where the dev sinks put what this consumer would have sent."""
+    var_dir = settings.var_dir
+    store = settings.invoice_store
+    paths = {
+        "order-email": var_dir / "mail",
+        "review-request": var_dir / "mail",
+        "invoice": Path(store.removeprefix("file://")) if store.startswith("file://") else None,
+    }
+    path = paths.get(consumer, var_dir / "targets" / f"{target_key(consumer)}.jsonl")
+    if path is None:
+        return store
+    if path.is_dir():
+        return f"{sum(1 for p in path.rglob('*') if p.is_file())} files in {path}/"
+    if path.is_file():
+        return f"{sum(1 for _ in path.open())} requests in {path}"
+    return "-"
