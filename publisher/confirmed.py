@@ -1,0 +1,133 @@
+"""The confirmed publisher: persistent, mandatory, publisher-confirmed, pipelined.
+
+Every message goes through :func:`fleet.amqp.publish_confirmed`, so a returned (unroutable)
+message raises :class:`~fleet.errors.UnroutableError` and a nack raises
+:class:`~fleet.errors.PublishError`. ``publish_many`` keeps up to ``window`` messages in flight
+on one channel; the broker confirms them out of band, and their order on the wire is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+
+from contracts.envelope import Envelope
+from fleet.amqp import CONNECTION_ERRORS, publish_confirmed
+from fleet.errors import PublishError, TopologyError
+from publisher.outgoing import Outgoing
+from topology.names import EVENTS_EXCHANGE
+
+log = logging.getLogger(__name__)
+
+#: Messages in flight at once in ``publish_many``: enough to hide the confirm round trip.
+DEFAULT_WINDOW = 1000
+
+
+class ConfirmedPublisher:
+    """Publishes to one exchange on its own confirming channel of ``connection``."""
+
+    def __init__(
+        self,
+        connection: AbstractConnection,
+        *,
+        exchange: str = EVENTS_EXCHANGE,
+        window: int = DEFAULT_WINDOW,
+    ) -> None:
+        self._connection = connection
+        self._exchange_name = exchange
+        self._window = window
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+
+    async def open(self) -> ConfirmedPublisher:
+        """Open the channel and check that the exchange exists (it is never declared here)."""
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        try:
+            self._exchange = await channel.get_exchange(self._exchange_name, ensure=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            raise TopologyError(
+                f"exchange {self._exchange_name!r} does not exist on this broker; "
+                "run `woofleet topology apply`"
+            ) from None
+        self._channel = channel
+        return self
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+        self._channel = None
+        self._exchange = None
+
+    async def __aenter__(self) -> ConfirmedPublisher:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._channel is not None and not self._channel.is_closed
+
+    def _ready_exchange(self) -> AbstractExchange:
+        if self._exchange is None or not self.is_open:
+            raise PublishError("the publisher's channel is closed; reopen it")
+        return self._exchange
+
+    async def publish(self, envelope: Envelope[Any], *, priority: int = 0) -> None:
+        """Publish one envelope (routing key = event type); return once the broker confirmed."""
+        await self.send(Outgoing.from_envelope(envelope, priority=priority))
+
+    async def send(self, item: Outgoing) -> None:
+        """Publish one prepared message; return once the broker confirmed it."""
+        exchange = self._ready_exchange()
+        try:
+            await publish_confirmed(exchange, item.to_message(), item.routing_key)
+        except CONNECTION_ERRORS as exc:  # raised by the channel before the frame is written
+            raise PublishError(
+                f"lost the broker while publishing {item.routing_key}: {exc}"
+            ) from exc
+
+    async def publish_many(
+        self, envelopes: Sequence[Envelope[Any]], *, priority: int = 0
+    ) -> list[BaseException | None]:
+        """Publish envelopes pipelined; see :meth:`send_many`."""
+        return await self.send_many(
+            [Outgoing.from_envelope(e, priority=priority) for e in envelopes]
+        )
+
+    async def send_many(self, items: Sequence[Outgoing]) -> list[BaseException | None]:
+        """Publish many messages with up to ``window`` in flight; wait for every confirm.
+
+        Returns one entry per message, in order: ``None`` when the broker confirmed it, or the
+        :class:`~fleet.errors.PublishError` it failed with. Never raises for a single message.
+        """
+        results: list[BaseException | None] = [None] * len(items)
+        slots = asyncio.Semaphore(self._window)
+
+        async def one(index: int, item: Outgoing) -> None:
+            try:
+                await self.send(item)
+            except PublishError as exc:
+                results[index] = exc
+            finally:
+                slots.release()
+
+        tasks = []
+        for index, item in enumerate(items):
+            await slots.acquire()
+            tasks.append(asyncio.ensure_future(one(index, item)))
+        if tasks:
+            await asyncio.gather(*tasks)
+        return results
+
+
+async def open_publisher(
+    connection: AbstractConnection, *, exchange: str = EVENTS_EXCHANGE
+) -> ConfirmedPublisher:
+    """A :class:`ConfirmedPublisher` with its channel open."""
+    return await ConfirmedPublisher(connection, exchange=exchange).open()

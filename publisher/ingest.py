@@ -1,0 +1,122 @@
+"""A WooCommerce resource state in, its missing events queued (for webhook and reconciler)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts import order_data_from_woo, product_data_from_woo
+from fleet.errors import ContractError
+from publisher.events import order_event, product_event, product_fingerprint_view
+from publisher.lifecycle import (
+    DRAFT_STATUSES,
+    OrderState,
+    Plan,
+    fingerprint,
+    modified_of,
+    plan_order,
+)
+from publisher.outgoing import Outgoing
+from publisher.priority import PriorityRules
+from publisher.store import PublisherStore, ResourceKey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one delivery (or one polled order) queued."""
+
+    events: tuple[str, ...] = ()
+    seqs: tuple[int, ...] = ()
+    note: str = ""
+    message_ids: tuple[str, ...] = field(default=(), repr=False)
+
+
+def contract_error(kind: str, resource: dict[str, Any], exc: ValidationError) -> ContractError:
+    # pydantic's own message quotes the input, which holds shopper PII: name the field only.
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    return ContractError(
+        f"{kind} {resource.get('id', '?')} is not a WooCommerce REST v3 {kind} object "
+        f"({exc.error_count()} problems; first at {where}: {first['msg']})"
+    )
+
+
+class Ingest:
+    """Turns order and product states into queued events through the store's transitions."""
+
+    def __init__(self, store: PublisherStore, rules: PriorityRules | None = None) -> None:
+        self._store = store
+        self._rules = rules or PriorityRules()
+
+    async def order(self, source: str, order: dict[str, Any]) -> IngestResult:
+        """Queue every event ``order``'s state implies that was not emitted yet."""
+        if order.get("status") in DRAFT_STATUSES:
+            return IngestResult(note=f"status {order.get('status')}: not an order yet")
+        try:
+            data = order_data_from_woo(order)
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                raise contract_error("order", order, exc) from None
+            raise ContractError(
+                f"order {order.get('id', '?')} lacks a field every order has ({type(exc).__name__})"
+            ) from None
+        priority = self._rules.priority_for(order)
+        planned: list[Plan] = []
+        messages: list[Outgoing] = []
+
+        def decide(raw: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Outgoing]]:
+            plan = plan_order(order, OrderState.from_json(raw))
+            planned[:] = [plan]
+            messages[:] = [
+                Outgoing.from_envelope(
+                    order_event(source, data, event, plan.modified, plan.fingerprint),
+                    priority=priority,
+                )
+                for event in plan.events
+            ]
+            return (plan.state.to_json() if plan.state else None), messages
+
+        seqs = await self._store.transition(ResourceKey(source, "order", data.id), decide)
+        plan = planned[0]
+        return IngestResult(
+            events=tuple(e.event_type for e in plan.events),
+            seqs=tuple(seqs),
+            note=plan.note,
+            message_ids=tuple(m.message_id for m in messages),
+        )
+
+    async def product(self, source: str, product: dict[str, Any]) -> IngestResult:
+        """Queue ``product.updated`` unless this product state was already announced."""
+        try:
+            data = product_data_from_woo(product)
+        except ValidationError as exc:
+            raise contract_error("product", product, exc) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ContractError(
+                f"product {product.get('id', '?')} lacks a field every product has "
+                f"({type(exc).__name__})"
+            ) from None
+        modified = modified_of(product)
+        print_ = fingerprint(product_fingerprint_view(product))
+        messages: list[Outgoing] = []
+
+        def decide(raw: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Outgoing]]:
+            seen = str((raw or {}).get("modified", ""))
+            if raw and (modified < seen or (modified == seen and raw.get("fingerprint") == print_)):
+                messages.clear()
+                return None, []
+            messages[:] = [Outgoing.from_envelope(product_event(source, data, modified))]
+            return {"modified": modified, "fingerprint": print_}, messages
+
+        seqs = await self._store.transition(ResourceKey(source, "product", data.id), decide)
+        return IngestResult(
+            events=tuple(m.routing_key for m in messages),
+            seqs=tuple(seqs),
+            note="" if messages else "already announced",
+            message_ids=tuple(m.message_id for m in messages),
+        )

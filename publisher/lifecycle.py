@@ -1,0 +1,214 @@
+"""Which order events a WooCommerce order state implies, given what was already emitted (pure).
+
+WooCommerce renders a webhook body when it sends it and coalesces quick changes, so a delivery
+shows the order's *current* state only. Per order we remember the lifecycle steps already
+emitted and emit, in order, every step the new state implies that was not emitted yet:
+
+* ``order.created``   once, on the first non-draft state seen;
+* ``order.paid``      once, when the status is processing or completed and ``date_paid`` is set;
+* ``order.completed`` once, when the status is completed;
+* ``order.refunded``  once per refund id in ``refunds[]`` (oldest first);
+* ``order.cancelled`` / ``order.failed`` each time the order *enters* that status;
+* ``order.updated``   when none of the above fired but a relevant field changed (see
+  :data:`RELEVANT_ORDER_FIELDS`); never for ``date_modified`` alone, nor for meta keys that
+  start with ``_`` (hidden bookkeeping: WooCommerce's own and woofleet's writes).
+
+A delivery older than one already handled (``date_modified_gmt`` went backwards: WooCommerce
+does not deliver in order) may still add a milestone or a refund it shows, but never an update
+or a status entry, and never moves the remembered state back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+#: Statuses WooCommerce uses before an order really exists; nothing is emitted for them.
+DRAFT_STATUSES = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
+PAID_STATUSES = frozenset({"processing", "completed"})
+#: Statuses whose every entry is an event (an order can be cancelled, reopened, cancelled again).
+ENTERED_STATUSES = ("cancelled", "failed")
+
+#: Top-level order fields whose change is "relevant" (an ``order.updated``), besides the
+#: line-level lists normalised in :func:`relevant_view`.
+RELEVANT_ORDER_FIELDS = (
+    "status",
+    "currency",
+    "customer_id",
+    "customer_note",
+    "billing",
+    "shipping",
+    "payment_method",
+    "transaction_id",
+    "discount_total",
+    "shipping_total",
+    "cart_tax",
+    "total_tax",
+    "total",
+)
+RELEVANT_LINE_FIELDS = (
+    "product_id",
+    "variation_id",
+    "sku",
+    "quantity",
+    "subtotal",
+    "total",
+    "total_tax",
+)
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """What was emitted for one order so far; stored as JSON in the state store."""
+
+    steps: frozenset[str] = frozenset()
+    refunds: frozenset[int] = frozenset()
+    status: str = ""
+    fingerprint: str = ""
+    modified: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "steps": sorted(self.steps),
+            "refunds": sorted(self.refunds),
+            "status": self.status,
+            "fingerprint": self.fingerprint,
+            "modified": self.modified,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any] | None) -> OrderState | None:
+        if not raw:
+            return None
+        return cls(
+            steps=frozenset(raw.get("steps", ())),
+            refunds=frozenset(int(r) for r in raw.get("refunds", ())),
+            status=str(raw.get("status", "")),
+            fingerprint=str(raw.get("fingerprint", "")),
+            modified=str(raw.get("modified", "")),
+        )
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    event_type: str
+    refund_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The events to emit, in order, and the state to remember afterwards."""
+
+    events: tuple[PlannedEvent, ...]
+    state: OrderState | None
+    modified: str
+    fingerprint: str
+    note: str = field(default="")
+
+
+def normalised_gmt(value: Any) -> str:
+    """``2017-03-22T19:28:08`` (WooCommerce's zone-less UTC) as a comparable ISO string."""
+    if not value:
+        return ""
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def modified_of(resource: dict[str, Any]) -> str:
+    return normalised_gmt(resource.get("date_modified_gmt") or resource.get("date_created_gmt"))
+
+
+def _public_meta(items: Any) -> list[tuple[str, str]]:
+    return sorted(
+        (str(m.get("key", "")), json.dumps(m.get("value"), sort_keys=True, default=str))
+        for m in items or ()
+        if isinstance(m, dict) and not str(m.get("key", "")).startswith("_")
+    )
+
+
+def relevant_view(order: dict[str, Any]) -> dict[str, Any]:
+    """The part of an order whose change is worth an ``order.updated``."""
+    view: dict[str, Any] = {name: order.get(name) for name in RELEVANT_ORDER_FIELDS}
+    view["line_items"] = [
+        {**{f: li.get(f) for f in RELEVANT_LINE_FIELDS}, "meta": _public_meta(li.get("meta_data"))}
+        for li in order.get("line_items") or ()
+        if isinstance(li, dict)
+    ]
+    view["shipping_lines"] = [
+        {f: sl.get(f) for f in ("method_id", "method_title", "total", "total_tax")}
+        for sl in order.get("shipping_lines") or ()
+        if isinstance(sl, dict)
+    ]
+    view["fee_lines"] = [
+        {f: fl.get(f) for f in ("name", "total", "total_tax")}
+        for fl in order.get("fee_lines") or ()
+        if isinstance(fl, dict)
+    ]
+    view["coupon_lines"] = [
+        {f: c.get(f) for f in ("code", "discount", "discount_tax")}
+        for c in order.get("coupon_lines") or ()
+        if isinstance(c, dict)
+    ]
+    view["meta"] = _public_meta(order.get("meta_data"))
+    return view
+
+
+def fingerprint(view: dict[str, Any]) -> str:
+    canonical = json.dumps(view, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def is_paid(order: dict[str, Any]) -> bool:
+    return order.get("status") in PAID_STATUSES and bool(
+        order.get("date_paid_gmt") or order.get("date_paid")
+    )
+
+
+def refund_ids(order: dict[str, Any]) -> list[int]:
+    return sorted({int(r["id"]) for r in order.get("refunds") or () if isinstance(r, dict)})
+
+
+def plan_order(order: dict[str, Any], previous: OrderState | None) -> Plan:
+    """The events a delivery of ``order`` implies after ``previous`` (None: never seen)."""
+    status = str(order.get("status") or "")
+    modified = modified_of(order)
+    print_ = fingerprint(relevant_view(order))
+    if status in DRAFT_STATUSES:
+        return Plan((), previous, modified, print_, note=f"status {status}: not an order yet")
+    before = previous or OrderState()
+    stale = previous is not None and modified < previous.modified
+    steps, refunds = set(before.steps), set(before.refunds)
+    events: list[PlannedEvent] = []
+
+    def step(name: str, implied: bool) -> None:
+        if implied and name not in steps:
+            steps.add(name)
+            events.append(PlannedEvent(f"order.{name}"))
+
+    step("created", True)
+    step("paid", is_paid(order))
+    step("completed", status == "completed")
+    for refund_id in refund_ids(order):
+        if refund_id not in refunds:
+            refunds.add(refund_id)
+            events.append(PlannedEvent("order.refunded", refund_id))
+    if not stale:
+        if status in ENTERED_STATUSES and before.status != status:
+            events.append(PlannedEvent(f"order.{status}"))
+        if not events and previous is not None and print_ != previous.fingerprint:
+            events.append(PlannedEvent("order.updated"))
+    if stale:
+        note = "older than the last delivery handled"
+        state = OrderState(frozenset(steps), frozenset(refunds), *_kept(before))
+    else:
+        note = "" if events else "nothing relevant changed"
+        state = OrderState(frozenset(steps), frozenset(refunds), status, print_, modified)
+    # Nothing to write when the state did not change.
+    return Plan(tuple(events), None if state == previous else state, modified, print_, note=note)
+
+
+def _kept(before: OrderState) -> tuple[str, str, str]:
+    return before.status, before.fingerprint, before.modified

@@ -1,0 +1,42 @@
+"""Prometheus metrics of the ingress, on a registry of its own (one per app instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class IngressMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter(
+            "woofleet_webhook_deliveries",
+            "Webhook deliveries by outcome (accepted, ping, ignored, unsigned, bad_signature, "
+            "malformed, too_large, contract, error)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.events_queued = Counter(
+            "woofleet_events_queued",
+            "Events committed to the outbox, by event type",
+            ["event_type"],
+            registry=self.registry,
+        )
+        self.events_published = Counter(
+            "woofleet_events_published",
+            "Events confirmed by the broker and removed from the outbox",
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "woofleet_webhook_seconds",
+            "Time to answer a webhook delivery",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "woofleet_outbox_depth", "Events waiting in the outbox", registry=self.registry
+        )
+        self.broker_up = Gauge(
+            "woofleet_broker_up",
+            "1 while the publisher holds an open confirming channel",
+            registry=self.registry,
+        )

@@ -1,0 +1,214 @@
+"""The outbox relay: publishes queued events, oldest first, and deletes each once confirmed.
+
+Every event goes through the outbox (it is committed with the lifecycle state). One relay per
+store holds a lease and publishes; the webhook waits briefly for its own events' confirms while
+the broker is up, and answers from the outbox alone while it is away. When the broker comes
+back the relay drains the backlog in order. A crash between confirm and delete republishes a
+message with the same ``message_id``: consumers deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+from aio_pika.abc import AbstractRobustConnection
+
+from fleet.errors import TopologyError, UnroutableError
+from publisher.confirmed import ConfirmedPublisher
+from publisher.store import PublisherStore
+from topology.names import EVENTS_EXCHANGE
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "outbox-relay"
+LEASE_SECONDS = 15.0
+BATCH = 1000
+IDLE_POLL_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 10.0
+OPEN_TIMEOUT_SECONDS = 5.0
+
+Connect = Callable[[], Awaitable[AbstractRobustConnection]]
+
+
+def relay_holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class OutboxRelay:
+    """Drains ``store``'s outbox to ``woo.events`` through a :class:`ConfirmedPublisher`."""
+
+    def __init__(
+        self,
+        store: PublisherStore,
+        connect: Connect,
+        *,
+        exchange: str = EVENTS_EXCHANGE,
+        batch: int = BATCH,
+        on_published: Callable[[int], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._connect = connect
+        self._exchange = exchange
+        self._batch = batch
+        self._on_published = on_published
+        self.holder = relay_holder_id()
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: ConfirmedPublisher | None = None
+        self._wake = asyncio.Event()
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._stopping = False
+        self._backoff = 0.0
+        self._reopen = False
+        self.is_leader = False
+        self.last_error: str = ""
+
+    # -- state the webhook reads ------------------------------------------------------------
+    @property
+    def broker_up(self) -> bool:
+        connection = self._connection
+        return (
+            connection is not None
+            and not connection.is_closed
+            and connection.transport is not None
+            and self._publisher is not None
+            and self._publisher.is_open
+        )
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait_published(self, seqs: Iterable[int], timeout: float) -> bool:
+        """Wait until these outbox rows are confirmed by the broker (False on timeout)."""
+        loop = asyncio.get_running_loop()
+        futures = [self._waiters.setdefault(s, loop.create_future()) for s in seqs]
+        self.wake()
+        if not futures:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            for seq in seqs:
+                future = self._waiters.get(seq)
+                if future is not None and future.done():
+                    del self._waiters[seq]
+        return True
+
+    # -- the loop --------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Relay until :meth:`stop`; never raises for broker or lease trouble."""
+        try:
+            while not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._backoff or IDLE_POLL_SECONDS)
+                self._wake.clear()
+                if self._stopping:
+                    break
+                try:
+                    await self.drain()
+                except Exception:
+                    log.exception("outbox relay: unexpected error; trying again shortly")
+                    self._backoff = MAX_BACKOFF_SECONDS
+        finally:
+            await self._disconnect()
+            with contextlib.suppress(Exception):
+                await self._store.release_lease(LEASE_NAME, self.holder)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+
+    async def drain(self) -> int:
+        """Publish everything queued now; return how many were confirmed."""
+        self.is_leader = await self._store.take_lease(LEASE_NAME, self.holder, LEASE_SECONDS)
+        if not self.is_leader:
+            return 0
+        if not await self._ensure_publisher():
+            return 0
+        total = 0
+        while True:
+            rows = await self._store.pending(self._batch)
+            if not rows:
+                self._backoff = 0.0
+                return total
+            assert self._publisher is not None
+            results = await self._publisher.send_many([row.message for row in rows])
+            confirmed = [row.seq for row, error in zip(rows, results, strict=True) if error is None]
+            await self._store.delete(confirmed)
+            total += len(confirmed)
+            self._resolve(confirmed)
+            if self._on_published is not None and confirmed:
+                self._on_published(len(confirmed))
+            failures = [(row, e) for row, e in zip(rows, results, strict=True) if e is not None]
+            if failures:
+                self._report_failures(failures, len(rows))
+                return total
+
+    def _resolve(self, seqs: Iterable[int]) -> None:
+        for seq in seqs:
+            future = self._waiters.pop(seq, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def _report_failures(
+        self, failures: Sequence[tuple[object, BaseException]], batch: int
+    ) -> None:
+        first = failures[0][1]
+        self.last_error = str(first)
+        level = logging.ERROR if isinstance(first, UnroutableError) else logging.WARNING
+        log.log(
+            level,
+            "outbox relay: %d of %d events not confirmed, kept in the outbox (%s)",
+            len(failures),
+            batch,
+            first,
+        )
+        self._backoff = min(max(self._backoff * 2, 0.5), MAX_BACKOFF_SECONDS)
+        if not isinstance(first, UnroutableError):
+            # A lost channel is reopened on the next round.
+            self._reopen = True
+
+    async def _ensure_publisher(self) -> bool:
+        if self._reopen:
+            self._reopen = False
+            await self._close_publisher()
+        if self._publisher is not None and self._publisher.is_open:
+            return True
+        try:
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await self._connect()
+                log.info("outbox relay: connected to RabbitMQ")
+            publisher = ConfirmedPublisher(self._connection, exchange=self._exchange)
+            self._publisher = await asyncio.wait_for(publisher.open(), OPEN_TIMEOUT_SECONDS)
+        except Exception as exc:  # every way of not reaching the broker ends the same way
+            self.last_error = str(exc) or type(exc).__name__
+            if self._backoff == 0.0 or isinstance(exc, TopologyError):
+                log.warning(
+                    "outbox relay: broker not available, events stay in the outbox: %s",
+                    self.last_error,
+                )
+            self._backoff = min(max(self._backoff * 2, 0.5), MAX_BACKOFF_SECONDS)
+            await self._close_publisher()
+            return False
+        self.last_error = ""
+        return True
+
+    async def _close_publisher(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                await publisher.close()
+
+    async def _disconnect(self) -> None:
+        await self._close_publisher()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()

@@ -1,0 +1,1 @@
+"""Realistic, signed WooCommerce webhook deliveries for demos, tests and load."""

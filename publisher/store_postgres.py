@@ -1,0 +1,173 @@
+"""PostgreSQL implementation of the publisher store, for several publisher processes.
+
+A ``transition`` locks the resource's row (``SELECT ... FOR UPDATE``) for its transaction, so
+concurrent deliveries of one order, in this process or any other, are serialised per order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+
+import psycopg
+
+from fleet.errors import ConfigError
+from publisher.outgoing import Outgoing
+from publisher.store import Decide, OutboxRow, ResourceKey
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS publisher_resource_state (
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    resource_id BIGINT NOT NULL,
+    state JSONB,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, kind, resource_id)
+);
+CREATE TABLE IF NOT EXISTS publisher_outbox (
+    seq BIGSERIAL PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    properties TEXT NOT NULL,
+    queued_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS publisher_cursor (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS publisher_lease (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL
+);
+"""
+
+
+class PostgresStore:
+    def __init__(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        self._db = connection
+        # One connection per process: its statements must not interleave.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, state_url: str) -> PostgresStore:
+        try:
+            connection = await psycopg.AsyncConnection.connect(state_url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise ConfigError(
+                f"cannot open the PostgreSQL state store named by WOOFLEET_STATE_URL "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from None
+        # Two processes starting together may both create the tables: serialise that.
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(74101)")
+            await connection.execute(SCHEMA)
+        return cls(connection)
+
+    async def transition(self, key: ResourceKey, decide: Decide) -> list[int]:
+        ident = (key.source, key.kind, key.resource_id)
+        async with self._lock, self._db.transaction():
+            await self._db.execute(
+                "INSERT INTO publisher_resource_state (source, kind, resource_id) "
+                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                ident,
+            )
+            cursor = await self._db.execute(
+                "SELECT state FROM publisher_resource_state "
+                "WHERE source = %s AND kind = %s AND resource_id = %s FOR UPDATE",
+                ident,
+            )
+            row = await cursor.fetchone()
+            previous = row[0] if row and isinstance(row[0], dict) else None
+            new_state, messages = decide(previous)
+            if new_state is not None:
+                await self._db.execute(
+                    "UPDATE publisher_resource_state SET state = %s, updated_at = now() "
+                    "WHERE source = %s AND kind = %s AND resource_id = %s",
+                    (json.dumps(new_state), *ident),
+                )
+            seqs = []
+            for message in messages:
+                cursor = await self._db.execute(
+                    "INSERT INTO publisher_outbox (message_id, routing_key, body, properties) "
+                    "VALUES (%s, %s, %s, %s) RETURNING seq",
+                    (
+                        message.message_id,
+                        message.routing_key,
+                        message.body,
+                        message.properties_json(),
+                    ),
+                )
+                inserted = await cursor.fetchone()
+                assert inserted is not None
+                seqs.append(int(str(inserted[0])))
+        return seqs
+
+    async def pending(self, limit: int) -> list[OutboxRow]:
+        async with self._lock:
+            cursor = await self._db.execute(
+                "SELECT seq, routing_key, body, properties FROM publisher_outbox "
+                "ORDER BY seq LIMIT %s",
+                (limit,),
+            )
+            rows = await cursor.fetchall()
+        return [
+            OutboxRow(int(str(seq)), Outgoing.from_row(str(rk), bytes(body), str(props)))  # type: ignore[call-overload]
+            for seq, rk, body, props in rows
+        ]
+
+    async def delete(self, seqs: Sequence[int]) -> None:
+        if seqs:
+            async with self._lock:
+                await self._db.execute(
+                    "DELETE FROM publisher_outbox WHERE seq = ANY(%s)", (list(seqs),)
+                )
+
+    async def depth(self) -> int:
+        async with self._lock:
+            cursor = await self._db.execute("SELECT count(*) FROM publisher_outbox")
+            row = await cursor.fetchone()
+        return int(str(row[0])) if row else 0
+
+    async def take_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        now = time.time()
+        async with self._lock:
+            cursor = await self._db.execute(
+                "INSERT INTO publisher_lease VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE "
+                "SET holder = excluded.holder, expires_at = excluded.expires_at "
+                "WHERE publisher_lease.holder = excluded.holder "
+                "OR publisher_lease.expires_at < %s",
+                (name, holder, now + ttl_seconds, now),
+            )
+        return cursor.rowcount == 1
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async with self._lock:
+            await self._db.execute(
+                "DELETE FROM publisher_lease WHERE name = %s AND holder = %s", (name, holder)
+            )
+
+    async def get_cursor(self, name: str) -> str | None:
+        async with self._lock:
+            cursor = await self._db.execute(
+                "SELECT value FROM publisher_cursor WHERE name = %s", (name,)
+            )
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
+    async def set_cursor(self, name: str, value: str) -> None:
+        async with self._lock:
+            await self._db.execute(
+                "INSERT INTO publisher_cursor VALUES (%s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+    async def writable(self) -> bool:
+        try:
+            async with self._lock:
+                await self._db.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return not self._db.closed
+
+    async def close(self) -> None:
+        await self._db.close()

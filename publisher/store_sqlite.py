@@ -1,0 +1,155 @@
+"""SQLite implementation of the publisher store (the embedded default under ./var).
+
+Calls run on the event loop's thread: each is a short local transaction, and not yielding
+inside one is what makes a ``transition`` atomic for this process. ``BEGIN IMMEDIATE`` takes
+SQLite's write lock first, so other processes on the same file (``woofleet reconcile``) are
+serialised too.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from fleet.state import connect_sqlite
+from publisher.outgoing import Outgoing
+from publisher.store import Decide, OutboxRow, ResourceKey
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS publisher_resource_state (
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    resource_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (source, kind, resource_id)
+);
+CREATE TABLE IF NOT EXISTS publisher_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body BLOB NOT NULL,
+    properties TEXT NOT NULL,
+    queued_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS publisher_cursor (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS publisher_lease (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class SqliteStore:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    @classmethod
+    def open(cls, state_url: str) -> SqliteStore:
+        connection = connect_sqlite(state_url)
+        connection.executescript(SCHEMA)
+        return cls(connection)
+
+    async def transition(self, key: ResourceKey, decide: Decide) -> list[int]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT state FROM publisher_resource_state "
+                "WHERE source = ? AND kind = ? AND resource_id = ?",
+                (key.source, key.kind, key.resource_id),
+            ).fetchone()
+            new_state, messages = decide(json.loads(row[0]) if row else None)
+            if new_state is not None:
+                db.execute(
+                    "INSERT INTO publisher_resource_state VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (source, kind, resource_id) "
+                    "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                    (key.source, key.kind, key.resource_id, json.dumps(new_state), _now()),
+                )
+            seqs = []
+            queued_at = _now()
+            for message in messages:
+                cursor = db.execute(
+                    "INSERT INTO publisher_outbox "
+                    "(message_id, routing_key, body, properties, queued_at) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        message.message_id,
+                        message.routing_key,
+                        message.body,
+                        message.properties_json(),
+                        queued_at,
+                    ),
+                )
+                seqs.append(int(cursor.lastrowid or 0))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return seqs
+
+    async def pending(self, limit: int) -> list[OutboxRow]:
+        rows = self._db.execute(
+            "SELECT seq, routing_key, body, properties FROM publisher_outbox ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [OutboxRow(seq, Outgoing.from_row(rk, body, props)) for seq, rk, body, props in rows]
+
+    async def delete(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("DELETE FROM publisher_outbox WHERE seq = ?", [(s,) for s in seqs])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    async def depth(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM publisher_outbox").fetchone()[0])
+
+    async def take_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT INTO publisher_lease VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+            "SET holder = excluded.holder, expires_at = excluded.expires_at "
+            "WHERE publisher_lease.holder = excluded.holder OR publisher_lease.expires_at < ?",
+            (name, holder, now + ttl_seconds, now),
+        )
+        return cursor.rowcount == 1
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        self._db.execute(
+            "DELETE FROM publisher_lease WHERE name = ? AND holder = ?", (name, holder)
+        )
+
+    async def get_cursor(self, name: str) -> str | None:
+        row = self._db.execute(
+            "SELECT value FROM publisher_cursor WHERE name = ?", (name,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    async def set_cursor(self, name: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO publisher_cursor VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
+
+    async def writable(self) -> bool:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._db.close()

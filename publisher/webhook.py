@@ -1,0 +1,271 @@
+"""``POST /webhooks/woocommerce``: verify, map, queue, confirm; plus /healthz, /readyz, /metrics.
+
+Answers, in the order they are checked (none of the refusals publishes anything):
+
+* 413 body over the limit (from Content-Length, or while streaming it);
+* 200 the unsigned form-encoded ping WooCommerce sends when a webhook is created;
+* 401 signature missing or wrong (every configured secret is tried);
+* 200 a signed topic woofleet does not handle (logged, nothing published);
+* 400 a signed body that is not a JSON object, or not an order/product;
+* 200 accepted: the delivery's events are committed to the outbox, and confirmed by the broker
+  unless it is away (then the relay publishes them when it is back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fleet.amqp import connect
+from fleet.errors import ContractError
+from fleet.settings import Settings
+from publisher.config import IngressSettings
+from publisher.events import normalised_source
+from publisher.ingest import Ingest, IngestResult
+from publisher.metrics import IngressMetrics
+from publisher.outbox import OutboxRelay
+from publisher.signature import signing_keys, verify
+from publisher.store import PublisherStore, open_store
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/woocommerce"
+ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.deleted", "order.restored"})
+PRODUCT_TOPICS = frozenset({"product.created", "product.updated"})
+_PING = re.compile(rb"webhook_id=\d+")
+
+
+def _json(status: int, payload: dict[str, Any]) -> Response:
+    return Response(
+        json.dumps(payload, separators=(",", ":")), status, media_type="application/json"
+    )
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (TooLarge) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def is_ping(request: Request, body: bytes) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type == "application/x-www-form-urlencoded" and bool(
+        _PING.fullmatch(body.strip())
+    )
+
+
+class WebhookApp:
+    """The ingress: an ASGI app plus the store and outbox relay it runs with."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ingress: IngressSettings | None = None,
+        *,
+        amqp_url: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ingress = ingress or IngressSettings()
+        self.metrics = IngressMetrics()
+        self._keys = signing_keys(settings.webhook_secrets())
+        self._amqp_url = amqp_url
+        self._store: PublisherStore | None = None
+        self._ingest: Ingest | None = None
+        self.relay: OutboxRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+        self.asgi = Starlette(
+            routes=[
+                Route(WEBHOOK_PATH, self.receive, methods=["POST"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/readyz", self.readyz, methods=["GET"]),
+                Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+            ],
+            lifespan=self._lifespan,
+        )
+        if not self._keys:
+            log.error(
+                "WOOFLEET_WEBHOOK_SECRET is empty: every delivery will be refused with 401. "
+                "Set it to the secret of the WooCommerce webhook (several, comma-separated, "
+                "while rotating)."
+            )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._store = await open_store(self.settings.state_url)
+        self._ingest = Ingest(self._store, self.ingress.priority_rules())
+        self.relay = OutboxRelay(
+            self._store,
+            lambda: connect(self.settings, name="woofleet webhook", url=self._amqp_url),
+            on_published=self.metrics.events_published.inc,
+        )
+        self._relay_task = asyncio.create_task(self.relay.run(), name="outbox relay")
+        self.relay.wake()
+
+    async def stop(self) -> None:
+        if self.relay is not None and self._relay_task is not None:
+            await self.relay.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._relay_task, 10)
+        if self._store is not None:
+            await self._store.close()
+        self._store = self._ingest = self.relay = self._relay_task = None
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # -- endpoints -------------------------------------------------------------------------
+    async def receive(self, request: Request) -> Response:
+        started = time.perf_counter()
+        outcome, response = await self._receive(request)
+        self.metrics.deliveries.labels(outcome).inc()
+        self.metrics.latency.observe(time.perf_counter() - started)
+        return response
+
+    async def _receive(self, request: Request) -> tuple[str, Response]:
+        try:
+            body = await read_limited(request, self.ingress.webhook_max_body_bytes)
+        except TooLarge:
+            log.warning(
+                "webhook: refused a body over %d bytes (413)", self.ingress.webhook_max_body_bytes
+            )
+            return "too_large", _json(413, {"error": "body too large"})
+        signature = request.headers.get("x-wc-webhook-signature")
+        if not signature:
+            if is_ping(request, body):
+                log.info("webhook: ping from WooCommerce (a webhook was just created or saved)")
+                return "ping", _json(200, {"ping": "ok"})
+            log.warning("webhook: refused an unsigned delivery (401)")
+            return "unsigned", _json(401, {"error": "missing X-WC-Webhook-Signature"})
+        if not verify(body, signature, self._keys):
+            log.warning(
+                "webhook: refused a delivery whose signature matches no configured secret (401); "
+                "check WOOFLEET_WEBHOOK_SECRET against the webhook's secret in WooCommerce"
+            )
+            return "bad_signature", _json(401, {"error": "signature does not match"})
+        topic = request.headers.get("x-wc-webhook-topic", "").strip()
+        if topic not in ORDER_TOPICS and topic not in PRODUCT_TOPICS:
+            log.info("webhook: topic %r is not one woofleet handles; ignored", topic[:60])
+            return "ignored", _json(200, {"ignored": topic[:60]})
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            log.warning("webhook: signed %s delivery is not JSON (400)", topic)
+            return "malformed", _json(400, {"error": "body is not JSON"})
+        if not isinstance(payload, dict) or not isinstance(payload.get("id"), int):
+            log.warning("webhook: signed %s delivery is not a JSON object with an id (400)", topic)
+            return "malformed", _json(400, {"error": "body is not a resource object"})
+        return await self._handle(request, topic, payload)
+
+    async def _handle(
+        self, request: Request, topic: str, payload: dict[str, Any]
+    ) -> tuple[str, Response]:
+        if self._ingest is None or self.relay is None:
+            return "error", _json(503, {"error": "starting up"})
+        source = self.source_of(request)
+        if topic == "order.deleted":
+            log.info(
+                "webhook: order %s moved to the trash; woofleet has no event for it", payload["id"]
+            )
+            return "ignored", _json(200, {"ignored": topic})
+        try:
+            if topic in ORDER_TOPICS:
+                result = await self._ingest.order(source, payload)
+            else:
+                result = await self._ingest.product(source, payload)
+        except ContractError as exc:
+            log.error("webhook: %s delivery refused (400): %s", topic, exc)
+            return "contract", _json(400, {"error": str(exc)})
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error(
+                "webhook: %s delivery for id %s is not usable (400): %s",
+                topic,
+                payload.get("id"),
+                type(exc).__name__,
+            )
+            return "contract", _json(400, {"error": f"unusable {topic} body"})
+        except Exception:
+            log.exception("webhook: could not record %s for id %s (503)", topic, payload.get("id"))
+            return "error", _json(503, {"error": "state store unavailable"})
+        await self._confirm(result)
+        self._log_accepted(topic, payload["id"], result)
+        return "accepted", _json(200, {"events": list(result.events)})
+
+    async def _confirm(self, result: IngestResult) -> None:
+        for event_type in result.events:
+            self.metrics.events_queued.labels(event_type).inc()
+        relay = self.relay
+        if relay is None or not result.seqs:
+            return
+        if relay.is_leader and relay.broker_up:
+            confirmed = await relay.wait_published(
+                result.seqs, self.ingress.webhook_confirm_wait_seconds
+            )
+            if not confirmed:
+                log.warning("webhook: broker slow to confirm; events stay in the outbox")
+        else:
+            relay.wake()
+
+    @staticmethod
+    def _log_accepted(topic: str, resource_id: Any, result: IngestResult) -> None:
+        if result.events:
+            log.info("webhook: %s id=%s -> %s", topic, resource_id, " ".join(result.events))
+        else:
+            log.debug("webhook: %s id=%s -> nothing (%s)", topic, resource_id, result.note)
+
+    def source_of(self, request: Request) -> str:
+        """The store: WOOFLEET_WOO_URL when set (the header is not signed), else the header."""
+        header = request.headers.get("x-wc-webhook-source", "")
+        return normalised_source(self.settings.woo_url or header or "unknown-store")
+
+    async def healthz(self, request: Request) -> Response:
+        return _json(200, {"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        broker = self.relay is not None and self.relay.broker_up
+        outbox = self._store is not None and await self._store.writable()
+        body = {"broker": broker, "outbox_writable": outbox}
+        return _json(200 if broker or outbox else 503, body)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        if self._store is not None:
+            self.metrics.outbox_depth.set(await self._store.depth())
+        self.metrics.broker_up.set(1 if self.relay is not None and self.relay.broker_up else 0)
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def serve(settings: Settings, host: str, port: int, ingress: IngressSettings | None = None) -> None:
+    """Run the ingress on uvicorn until SIGINT/SIGTERM."""
+    import uvicorn
+
+    app = WebhookApp(settings, ingress)
+    log.info("webhook: listening on http://%s:%d%s", host, port, WEBHOOK_PATH)
+    uvicorn.run(app.asgi, host=host, port=port, log_config=None, access_log=False)
