@@ -62,6 +62,19 @@ CLASSES: dict[PriorityClass, ClassPolicy] = {
 
 
 @dataclass(frozen=True)
+class BreakerPolicy:
+    """When a consumer stops taking deliveries because its target keeps failing."""
+
+    #: Outcomes older than this (seconds) no longer count.
+    window: float = 60.0
+    failure_ratio: float = 0.5
+    #: Fewer calls than this in the window never open the breaker.
+    min_calls: int = 10
+    #: Seconds to wait, not consuming, before one probe message is let through.
+    cool_down: float = 30.0
+
+
+@dataclass(frozen=True)
 class ConsumerPolicy:
     """One consumer type's queue and delivery policy."""
 
@@ -75,6 +88,7 @@ class ConsumerPolicy:
     delay: float | None = None
     prefetch: int | None = None
     dlq_max_length: int = DEFAULT_DLQ_MAX_LENGTH
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
 
     @property
     def effective_prefetch(self) -> int:

@@ -8,6 +8,10 @@
     redelivered unacked too often (crashes) ────▶ DLQ (confirmed), ack
 
 The confirmed publish always comes before the ack, so a crash at any point loses nothing.
+
+A circuit breaker watches the outcomes: when the target keeps failing, the worker stops taking
+deliveries (what it holds waits, unacked) instead of draining its queue into retries and the
+DLQ, lets one probe through after a cool-down, and resumes when the probe succeeds.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import aio_pika
@@ -28,13 +32,14 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from consumers.runtime.breaker import BreakerState, CircuitBreaker
 from consumers.runtime.failure import attempt_of, decide, describe, failure_headers
 from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from consumers.runtime.ledger import Ledger
 from consumers.runtime.middleware import Middleware
 from contracts.registry import parse
 from fleet.amqp import publish_confirmed
-from fleet.errors import ContractError, PublishError, TopologyError
+from fleet.errors import ContractError, PermanentError, PublishError, TopologyError
 from fleet.logging import with_context
 from topology import names
 from topology.fleet import ConsumerPolicy
@@ -76,7 +81,13 @@ class ConsumerWorker:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stopping = False
+        self._background: set[asyncio.Task[None]] = set()
         self._log = with_context(log, consumer=policy.name)
+        bp = policy.breaker
+        self.breaker = CircuitBreaker(
+            bp.window, bp.failure_ratio, bp.min_calls, bp.cool_down, on_change=self._breaker_moved
+        )
 
     @property
     def consuming(self) -> bool:
@@ -124,12 +135,15 @@ class ConsumerWorker:
             await self._queue.cancel(tag)
 
     async def resume(self) -> None:
-        if self._queue is not None and self._consumer_tag is None:
+        if self._queue is not None and self._consumer_tag is None and not self._stopping:
             self._consumer_tag = await self._queue.consume(self._on_message)
 
     async def stop(self, grace: float) -> bool:
         """SIGTERM path: stop consuming, let in-flight work finish within ``grace`` seconds,
         then close; anything still unacked goes back to the queue. True if all finished."""
+        self._stopping = True
+        for task in list(self._background):
+            task.cancel()
         await self.pause()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=grace)
@@ -217,7 +231,14 @@ class ConsumerWorker:
             delivery.log.info("already done (duplicate delivery); acking without a second effect")
             await self._ack(message, delivery, "duplicate")
             return
+        if not await self._breaker_allows():
+            # Stopping while the breaker holds this message: the broker gets it back.
+            await self._settle(message.nack(requeue=True))
+            return
         exception = await self._run_handler(event, delivery)
+        # The target answered usefully unless it failed transiently (a PermanentError is an
+        # answer: the request itself is wrong).
+        self.breaker.record(exception is None or isinstance(exception, PermanentError))
         if exception is None:
             if self.spec.business_key and self.ledger:
                 await self.ledger.mark_done(self.policy.name, key)
@@ -228,6 +249,43 @@ class ConsumerWorker:
             await self._send_to_retry(message, headers, delivery, exception, verdict.delay)
         else:
             await self._dead_letter(message, headers, attempt, verdict.reason, delivery)
+
+    async def _breaker_allows(self) -> bool:
+        """Wait while the breaker is open; False if the worker stops meanwhile."""
+        while not self.breaker.allow():
+            if self._stopping:
+                return False
+            if self._consumer_tag is not None:
+                await self.pause()
+            await asyncio.sleep(min(max(self.breaker.retry_in(), 0.05), 1.0))
+        return not self._stopping
+
+    def _breaker_moved(self, old: BreakerState, new: BreakerState) -> None:
+        if new is BreakerState.OPEN:
+            self._log.error(
+                "circuit open: %s keeps failing; not taking deliveries for %.0fs, then one probe",
+                self.policy.name,
+                self.breaker.cool_down,
+            )
+            # Paused, the worker may hold nothing to probe with: fetch one after the cool-down.
+            self._in_background(self._resume_after(self.breaker.cool_down))
+        elif new is BreakerState.CLOSED:
+            self._log.info(
+                "circuit closed: probe succeeded; consuming %s again", self.policy.work_queue
+            )
+            self._in_background(self.resume())
+
+    async def _resume_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.resume()
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._stopping:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _run_handler(self, event: AnyEnvelope, delivery: Delivery) -> BaseException | None:
         for mw in self.middleware:

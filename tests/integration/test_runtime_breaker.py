@@ -1,0 +1,71 @@
+"""The circuit breaker in the worker: a target that is down does not drain the queue."""
+
+from __future__ import annotations
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from consumers.runtime import Delivery, HandlerSpec, Supervisor, versions
+from consumers.runtime.breaker import BreakerState
+from consumers.runtime.handler import AnyEnvelope
+from contracts.orders import ORDER_EVENT_TYPES
+from fleet.errors import TransientError
+from fleet.settings import Settings
+from tests.builders import order_event
+from tests.support.amqp import apply, depth, fast_fleet, publish, wait_until
+from topology import names
+from topology.fleet import BreakerPolicy
+
+pytestmark = pytest.mark.integration
+
+SPEC = HandlerSpec("analytics", versions(ORDER_EVENT_TYPES, 1))
+
+
+class Target:
+    def __init__(self) -> None:
+        self.up = False
+        self.calls = 0
+        self.done: set[str] = set()
+
+    async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
+        self.calls += 1
+        if not self.up:
+            raise TransientError("collector unreachable: connection refused")
+        self.done.add(str(event.event_id))
+
+
+async def test_open_breaker_stops_consuming_then_a_probe_closes_it(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    # Given a consumer whose target is down, with a breaker that opens after 3 failures
+    breaker = BreakerPolicy(window=30, failure_ratio=0.5, min_calls=3, cool_down=1.0)
+    fleet = fast_fleet("analytics", prefetch=1, max_attempts=5, breaker=breaker)
+    await apply(connection, fleet, vhost)
+    target = Target()
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    try:
+        # When ten orders arrive
+        for _ in range(10):
+            await publish(connection, order_event("order.paid", unique=True))
+        # Then the breaker opens after three failures and the rest stays in the queue
+        await wait_until(lambda: worker.breaker.state is not BreakerState.CLOSED)
+        assert not worker.consuming
+        calls_when_open = target.calls
+        await wait_until(lambda: depth(connection, names.work_queue("analytics")), timeout=5)
+        assert calls_when_open <= 4
+        assert worker.stats["dead"] == 0
+        # and once the cool-down has passed a single probe fails, keeping it open
+        await wait_until(lambda: target.calls == calls_when_open + 1, timeout=5)
+        assert worker.stats["dead"] == 0
+        # When the target comes back, the next probe closes the breaker and all ten are done
+        target.up = True
+        await wait_until(lambda: len(target.done) == 10, timeout=20)
+    finally:
+        await sup.stop(5)
+    assert worker.breaker.state is BreakerState.CLOSED
+    assert worker.stats["dead"] == 0
+    assert worker.stats["handled"] == 10
