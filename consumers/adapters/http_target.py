@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
+import ssl
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+import certifi
 import httpx
 
 from fleet.errors import PermanentError, TransientError
@@ -104,6 +107,12 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(when.timestamp() - current, 0.0)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds; every client can share one context.
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def _answer(response: httpx.Response) -> str:
     text = response.text.strip().replace("\n", " ")
     if len(text) > ANSWER_LIMIT:
@@ -149,6 +158,7 @@ class HttpTargetClient:
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             transport=transport,
+            verify=_tls_context(),
         )
 
     async def send(

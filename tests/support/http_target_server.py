@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -29,6 +30,9 @@ from urllib.parse import parse_qsl
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
+
+from consumers.runtime.handler import AnyEnvelope, Delivery, HandlerSpec
+from contracts.orders import OrderEvent
 
 
 @dataclass(frozen=True)
@@ -182,3 +186,27 @@ class HttpTargetServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+# -- helpers for tests of HTTP-target consumers ------------------------------------------------
+
+
+def delivery_for(
+    spec: HandlerSpec, event: AnyEnvelope, *, priority: int = 0, attempt: int = 1
+) -> Delivery:
+    """The Delivery the runtime would hand a consumer's handler for this event."""
+    key = spec.business_key(event) if spec.business_key else str(event.event_id)
+    return Delivery(
+        consumer=spec.consumer,
+        message_id=str(event.event_id),
+        attempt=attempt,
+        priority=priority,
+        redelivered=attempt > 1,
+        business_key=key,
+        log=logging.LoggerAdapter(logging.getLogger(f"consumers.{spec.consumer}"), {}),
+    )
+
+
+def with_data(event: OrderEvent, **changes: Any) -> OrderEvent:
+    """The event with fields of its OrderData replaced (e.g. ``refund=Refund(...)``)."""
+    return event.model_copy(update={"data": event.data.model_copy(update=changes)})
