@@ -50,7 +50,7 @@ class DeadLetter:
             event_type=message.type or "",
             ref=message.correlation_id or "",
             priority=message.priority or 0,
-            attempt=int(headers.get(ATTEMPT_HEADER, 0) or 0),
+            attempt=int(str(headers.get(ATTEMPT_HEADER, 0) or 0)),
             error=str(headers.get(ERROR_HEADER, "")),
             first_failed_at=str(headers.get(FIRST_FAILED_HEADER, "")),
             last_failed_at=str(headers.get(LAST_FAILED_HEADER, "")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -16,7 +17,7 @@ from contracts.envelope import Envelope
 from contracts.orders import OrderEvent
 from fleet.errors import ContractError
 
-AnyEnvelope = Envelope  # type: ignore[type-arg]
+AnyEnvelope = Envelope[Any]
 
 MODELS: tuple[type[AnyEnvelope], ...] = (
     OrderEvent,

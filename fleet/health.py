@@ -40,10 +40,17 @@ class EmbeddedServer(uvicorn.Server):
 
 
 async def serve_in_background(
-    app: Starlette, host: str, port: int
+    app: Starlette, host: str, port: int, *, lifespan: bool = False
 ) -> tuple[EmbeddedServer, asyncio.Task[None]]:
+    """Serve ``app`` as a task of the running loop; returns once it listens."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        lifespan="on" if lifespan else "off",
     )
     server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
@@ -42,7 +43,8 @@ def vhost_of(amqp_url: str) -> str:
 
 def broker_supports_quorum_dead_lettering(connection: AbstractRobustConnection) -> bool:
     """At-least-once dead lettering from quorum queues arrived in RabbitMQ 3.10."""
-    props = getattr(connection.transport.connection, "server_properties", {}) or {}
+    underlay = connection.transport
+    props = getattr(underlay.connection if underlay else None, "server_properties", {}) or {}
     raw = props.get("version", b"0")
     version = raw.decode() if isinstance(raw, bytes) else str(raw)
     try:
@@ -89,7 +91,8 @@ async def _declare(channel: AbstractChannel, item: Exchange | Queue) -> None:
             item.name, aio_pika.ExchangeType(item.type.value), durable=item.durable
         )
     else:
-        await channel.declare_queue(item.name, durable=item.durable, arguments=item.args())
+        arguments: dict[str, Any] = dict(item.args())
+        await channel.declare_queue(item.name, durable=item.durable, arguments=arguments)
 
 
 async def apply_topology(

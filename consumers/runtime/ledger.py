@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
+
+import psycopg
 
 from fleet.state import backend_of, connect_sqlite
 
@@ -85,13 +87,11 @@ class PostgresLedger:
     def __init__(self, state_url: str) -> None:
         self._url = state_url
         self._lock = asyncio.Lock()
-        self._conn: object | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
 
-    async def _connection(self):  # type: ignore[no-untyped-def]
-        import psycopg
-
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
         async with self._lock:
-            if self._conn is None or self._conn.closed:  # type: ignore[attr-defined]
+            if self._conn is None or self._conn.closed:
                 conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
                 for statement in _SCHEMA:
                     await conn.execute(statement)
@@ -118,11 +118,12 @@ class PostgresLedger:
         conn = await self._connection()
         cur = await conn.execute(_REDELIVERY_UPSERT.format(p="%s"), (consumer, message_id))
         row = await cur.fetchone()
+        assert row is not None  # RETURNING always yields the row
         return int(row[0])
 
     async def close(self) -> None:
         if self._conn is not None:
-            await self._conn.close()  # type: ignore[attr-defined]
+            await self._conn.close()
 
 
 def open_ledger(state_url: str) -> Ledger:
