@@ -1,0 +1,298 @@
+"""The topology as data: names, queues, arguments and bindings built from the consumer table."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from topology import names
+from topology.fleet import (
+    CONSUMERS,
+    DEFAULT_FLEET,
+    MAX_PRIORITY,
+    SEVEN_DAYS,
+    ConsumerPolicy,
+    PriorityClass,
+    build_topology,
+)
+from topology.model import Queue, QueueRole, Topology
+
+#: ARCHITECTURE.md's consumer table, written out by hand:
+#: consumer -> (binds, class, max attempts, timeout in seconds).
+ARCHITECTURE_TABLE: dict[str, tuple[set[str], str, int, float]] = {
+    "payment-capture": ({"order.paid"}, "high", 5, 30),
+    "stock": ({"order.paid", "order.cancelled", "order.refunded"}, "high", 5, 30),
+    "order-email": (
+        {"order.created", "order.paid", "order.completed", "order.refunded"},
+        "high",
+        3,
+        30,
+    ),
+    "erp-sync": (
+        {"order.paid", "order.completed", "order.cancelled", "order.refunded"},
+        "medium",
+        5,
+        60,
+    ),
+    "invoice": ({"order.paid", "order.refunded"}, "medium", 3, 30),
+    "warehouse": ({"order.paid", "order.cancelled"}, "medium", 3, 120),
+    "analytics": ({"order.#"}, "low", 2, 15),
+    "crm": ({"order.#"}, "low", 2, 30),
+    "loyalty": ({"order.completed", "order.refunded"}, "low", 2, 30),
+    "review-request": ({"order.completed"}, "low", 2, 30),
+    "catalog": ({"product.#", "catalog.#"}, "bulk", 1, 300),
+}
+
+
+@pytest.fixture(scope="module")
+def topology() -> Topology:
+    return build_topology(DEFAULT_FLEET, quorum=True)
+
+
+def queues_of(topology: Topology, consumer: str, role: QueueRole) -> list[Queue]:
+    return [q for q in topology.queues if q.consumer == consumer and q.role is role]
+
+
+# names -------------------------------------------------------------------------------------------
+
+
+def test_work_queue_is_woo_dot_consumer() -> None:
+    assert names.work_queue("payment-capture") == "woo.payment-capture"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "name"),
+    [
+        (0.3, "woo.invoice.retry.300ms"),
+        (1, "woo.invoice.retry.1s"),
+        (16, "woo.invoice.retry.16s"),
+        (90, "woo.invoice.retry.90s"),
+        (120, "woo.invoice.retry.2m"),
+        (3600, "woo.invoice.retry.1h"),
+        (7 * 86_400, "woo.invoice.retry.7d"),
+    ],
+)
+def test_retry_queue_names_carry_a_short_exact_duration_label(seconds: float, name: str) -> None:
+    assert names.retry_queue("invoice", seconds) == name
+
+
+def test_a_retry_delay_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        names.retry_queue("invoice", 0)
+
+
+def test_dead_letter_and_delay_queue_names() -> None:
+    assert names.dead_letter_queue("stock") == "woo.stock.dlq"
+    assert names.delay_queue("review-request") == "woo.review-request.delay"
+
+
+@pytest.mark.parametrize(
+    "queue",
+    ["woo.invoice", "woo.invoice.retry.4s", "woo.invoice.dlq", "woo.invoice.delay"],
+)
+def test_consumer_of_finds_the_consumer_of_any_of_its_queues(queue: str) -> None:
+    assert names.consumer_of(queue) == "invoice"
+
+
+def test_consumer_of_rejects_a_queue_that_is_not_woofleets() -> None:
+    with pytest.raises(ValueError, match="not a woofleet queue"):
+        names.consumer_of("amq.gen-123")
+
+
+# the consumer table ------------------------------------------------------------------------------
+
+
+def test_consumer_table_matches_architecture_md_exactly() -> None:
+    table = {
+        c.name: (set(c.bindings), c.priority_class.value, c.max_attempts, c.timeout)
+        for c in CONSUMERS
+    }
+    assert table == ARCHITECTURE_TABLE
+    assert [c.name for c in CONSUMERS] == list(ARCHITECTURE_TABLE)
+
+
+def test_bindings_on_woo_events_match_architecture_md_exactly(topology: Topology) -> None:
+    bound: dict[str, set[str]] = {}
+    for binding in topology.bindings:
+        if binding.exchange == names.EVENTS_EXCHANGE:
+            bound.setdefault(names.consumer_of(binding.queue), set()).add(binding.routing_key)
+    assert bound == {name: row[0] for name, row in ARCHITECTURE_TABLE.items()}
+
+
+# work queues -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("consumer", [c.name for c in CONSUMERS])
+def test_every_consumer_has_a_durable_classic_work_queue_with_five_priorities(
+    topology: Topology, consumer: str
+) -> None:
+    work = topology.queue(names.work_queue(consumer))
+    assert work.role is QueueRole.WORK
+    assert work.durable
+    assert work.type == "classic"
+    assert work.args() == {"x-max-priority": 5}
+    assert MAX_PRIORITY == 5
+
+
+@pytest.mark.parametrize("consumer", [c.name for c in CONSUMERS])
+def test_every_work_queue_takes_returning_messages_from_woo_work_by_its_own_name(
+    topology: Topology, consumer: str
+) -> None:
+    work = names.work_queue(consumer)
+    returning = [b for b in topology.bindings if b.exchange == names.WORK_EXCHANGE]
+    assert [(b.queue, b.routing_key) for b in returning if b.queue == work] == [(work, work)]
+
+
+# retry tiers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("consumer", "tiers"),
+    [
+        ("payment-capture", (1, 2, 4, 8)),
+        ("stock", (1, 2, 4, 8)),
+        ("order-email", (1, 2)),
+        ("invoice", (1, 2)),
+        ("analytics", (1,)),
+        ("review-request", (1,)),
+        ("catalog", ()),
+    ],
+)
+def test_a_consumer_gets_one_retry_tier_per_retry_its_attempts_allow(
+    topology: Topology, consumer: str, tiers: tuple[float, ...]
+) -> None:
+    retry_queues = queues_of(topology, consumer, QueueRole.RETRY)
+    assert [q.name for q in retry_queues] == [names.retry_queue(consumer, t) for t in tiers]
+
+
+@pytest.mark.parametrize("consumer", [c.name for c in CONSUMERS if c.max_attempts > 1])
+def test_retry_tiers_use_per_queue_ttl_and_dead_letter_to_their_own_work_queue_only(
+    topology: Topology, consumer: str
+) -> None:
+    policy = DEFAULT_FLEET.consumer(consumer)
+    for tier in queues_of(topology, consumer, QueueRole.RETRY):
+        delay = next(d for d in policy.used_tiers if names.retry_queue(consumer, d) == tier.name)
+        args = tier.args()
+        assert args["x-message-ttl"] == round(delay * 1000)
+        assert args["x-dead-letter-exchange"] == names.WORK_EXCHANGE
+        assert args["x-dead-letter-routing-key"] == names.work_queue(consumer)
+        # quorum tiers dead-letter at least once
+        assert args["x-queue-type"] == "quorum"
+        assert args["x-dead-letter-strategy"] == "at-least-once"
+        assert args["x-overflow"] == "reject-publish"
+        bindings = [b for b in topology.bindings if b.queue == tier.name]
+        assert [(b.exchange, b.routing_key) for b in bindings] == [
+            (names.RETRY_EXCHANGE, tier.name)
+        ]
+
+
+def test_no_queue_ever_dead_letters_back_to_woo_events(topology: Topology) -> None:
+    targets = {q.args().get("x-dead-letter-exchange") for q in topology.queues} - {None}
+    assert targets == {names.WORK_EXCHANGE}
+
+
+def test_catalog_with_one_attempt_has_no_retry_tiers(topology: Topology) -> None:
+    catalog = DEFAULT_FLEET.consumer("catalog")
+    assert catalog.max_attempts == 1
+    assert catalog.used_tiers == ()
+    assert queues_of(topology, "catalog", QueueRole.RETRY) == []
+    assert not any(b.queue.startswith("woo.catalog.retry") for b in topology.bindings)
+
+
+def test_classic_tiers_when_the_broker_cannot_dead_letter_quorum_queues() -> None:
+    classic = build_topology(DEFAULT_FLEET, quorum=False)
+    for queue in classic.queues:
+        assert queue.type == "classic", queue.name
+        assert "x-queue-type" not in queue.args(), queue.name
+        assert "x-dead-letter-strategy" not in queue.args(), queue.name
+
+
+# dead letters and delays ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("consumer", [c.name for c in CONSUMERS])
+def test_every_consumer_has_a_dlq_bound_on_woo_dlx_by_its_own_name(
+    topology: Topology, consumer: str
+) -> None:
+    dlq = names.dead_letter_queue(consumer)
+    assert topology.queue(dlq).role is QueueRole.DEAD_LETTER
+    assert topology.queue(dlq).args() == {"x-queue-type": "quorum"}
+    bindings = [(b.exchange, b.routing_key) for b in topology.bindings if b.queue == dlq]
+    assert bindings == [(names.DEAD_LETTER_EXCHANGE, dlq)]
+
+
+def test_every_dlq_has_a_length_limit_policy_matching_only_itself(topology: Topology) -> None:
+    queue_names = [q.name for q in topology.queues]
+    assert len(topology.policies) == len(CONSUMERS)
+    for policy in topology.policies:
+        matched = [n for n in queue_names if re.search(policy.pattern, n)]
+        assert len(matched) == 1
+        assert matched[0].endswith(".dlq")
+        assert policy.apply_to == "queues"
+        assert policy.definition_dict() == {"max-length": 100_000, "overflow": "reject-publish"}
+
+
+def test_review_request_waits_seven_days_in_a_delay_queue_bound_to_order_completed(
+    topology: Topology,
+) -> None:
+    delay = names.delay_queue("review-request")
+    work = names.work_queue("review-request")
+    assert DEFAULT_FLEET.consumer("review-request").delay == SEVEN_DAYS == 604_800
+    assert topology.queue(delay).role is QueueRole.DELAY
+    args = topology.queue(delay).args()
+    assert args["x-message-ttl"] == 604_800_000
+    assert args["x-dead-letter-exchange"] == names.WORK_EXCHANGE
+    assert args["x-dead-letter-routing-key"] == work
+    on_events = [
+        (b.queue, b.routing_key) for b in topology.bindings if b.exchange == names.EVENTS_EXCHANGE
+    ]
+    assert (delay, "order.completed") in on_events
+    # the work queue itself is not bound to woo.events: nothing skips the delay
+    assert not [q for q, _ in on_events if q == work]
+
+
+def test_only_review_request_has_a_delay_queue(topology: Topology) -> None:
+    delayed = {q.consumer for q in topology.queues if q.role is QueueRole.DELAY}
+    assert delayed == {"review-request"}
+
+
+def test_exchanges_are_durable_and_typed() -> None:
+    exchanges = {e.name: (e.type.value, e.durable) for e in build_topology().exchanges}
+    assert exchanges == {
+        "woo.events": ("topic", True),
+        "woo.retry": ("direct", True),
+        "woo.work": ("direct", True),
+        "woo.dlx": ("direct", True),
+    }
+
+
+# tier_for ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def five_attempts() -> ConsumerPolicy:
+    return ConsumerPolicy("x", ("order.paid",), PriorityClass.HIGH, 5, 30)
+
+
+@pytest.mark.parametrize(("failed_attempt", "delay"), [(1, 1), (2, 2), (3, 4), (4, 8), (9, 8)])
+def test_tier_for_walks_up_the_tiers_and_repeats_the_last(
+    five_attempts: ConsumerPolicy, failed_attempt: int, delay: float
+) -> None:
+    assert five_attempts.tier_for(failed_attempt) == delay
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "delay"),
+    [(0.5, 1), (1, 1), (1.5, 2), (3, 4), (8, 8), (600, 8)],
+)
+def test_tier_for_honours_retry_after_with_the_smallest_tier_at_least_that_long(
+    five_attempts: ConsumerPolicy, retry_after: float, delay: float
+) -> None:
+    assert five_attempts.tier_for(1, retry_after=retry_after) == delay
+
+
+def test_a_retry_after_shorter_than_the_current_tier_does_not_shorten_it(
+    five_attempts: ConsumerPolicy,
+) -> None:
+    assert five_attempts.tier_for(3, retry_after=1) == 4
