@@ -12,7 +12,7 @@ import aio_pika.exceptions
 import aiormq.exceptions
 from aio_pika.abc import AbstractRobustConnection
 
-from fleet.errors import BrokerUnavailable, PublishError, UnroutableError
+from fleet.errors import BrokerUnavailable, ConfigError, PublishError, UnroutableError
 from fleet.settings import Settings, redact_url
 
 CONNECT_TIMEOUT = 10.0
@@ -35,18 +35,27 @@ def broker_unavailable_message(url: str, exc: BaseException) -> str:
     )
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """A TLS context for ``amqps://`` URLs, with the CA and client certificate files if set."""
-    if urlsplit(settings.amqp_url.get_secret_value()).scheme != "amqps":
+def ssl_context(settings: Settings, url: str | None = None) -> ssl.SSLContext | None:
+    """A TLS context for ``amqps://`` URLs (``url``, else the configured one), with the CA and
+    client certificate files if set; :class:`ConfigError` when those files cannot be loaded."""
+    if urlsplit(url or settings.amqp_url.get_secret_value()).scheme != "amqps":
         return None
-    context = ssl.create_default_context(
-        cafile=str(settings.amqp_ca_file) if settings.amqp_ca_file else None
-    )
-    if settings.amqp_cert_file:
-        context.load_cert_chain(
-            str(settings.amqp_cert_file),
-            str(settings.amqp_key_file) if settings.amqp_key_file else None,
+    try:
+        context = ssl.create_default_context(
+            cafile=str(settings.amqp_ca_file) if settings.amqp_ca_file else None
         )
+        if settings.amqp_cert_file:
+            context.load_cert_chain(
+                str(settings.amqp_cert_file),
+                str(settings.amqp_key_file) if settings.amqp_key_file else None,
+            )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot load the TLS files for amqps ({exc}); check WOOFLEET_AMQP_CA_FILE, "
+            "WOOFLEET_AMQP_CERT_FILE and WOOFLEET_AMQP_KEY_FILE"
+        ) from None
+    if settings.amqp_key_file and not settings.amqp_cert_file:
+        raise ConfigError("WOOFLEET_AMQP_KEY_FILE is set without WOOFLEET_AMQP_CERT_FILE")
     return context
 
 
@@ -62,7 +71,7 @@ async def connect(
         return await aio_pika.connect_robust(
             target,
             client_properties={"connection_name": name},
-            ssl_context=ssl_context(settings),
+            ssl_context=ssl_context(settings, target),
             timeout=CONNECT_TIMEOUT,
         )
     except aio_pika.exceptions.ProbableAuthenticationError as exc:
@@ -97,7 +106,7 @@ async def publish_confirmed(
             f"the broker refused a message for {exchange.name!r}/{routing_key!r} "
             "(a full queue with reject-publish, or a broker alarm)"
         ) from exc
-    except (aio_pika.exceptions.ChannelInvalidStateError, *CONNECTION_ERRORS) as exc:
+    except (aio_pika.exceptions.ChannelInvalidStateError, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
         raise PublishError(
             f"lost the broker while publishing to {exchange.name!r}/{routing_key!r}: {exc}"
         ) from exc
