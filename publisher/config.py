@@ -21,6 +21,8 @@ class IngressSettings(BaseSettings):
     webhook_max_body_bytes: int = Field(MIB, gt=0)
     #: How long a delivery waits for the broker's confirms before answering from the outbox.
     webhook_confirm_wait_seconds: float = Field(2.0, ge=0)
+    #: Longest pause between the relay's attempts to reach an absent broker.
+    outbox_retry_max_seconds: float = Field(10.0, gt=0)
 
     priority_default: int = Field(0, ge=0, le=5)
     #: Comma-separated words; a shipping method title containing one makes the order express.

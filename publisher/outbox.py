@@ -51,7 +51,9 @@ class OutboxRelay:
         exchange: str = EVENTS_EXCHANGE,
         batch: int = BATCH,
         on_published: Callable[[int], None] | None = None,
+        max_backoff: float = MAX_BACKOFF_SECONDS,
     ) -> None:
+        self._max_backoff = max_backoff
         self._store = store
         self._connect = connect
         self._exchange = exchange
@@ -115,7 +117,7 @@ class OutboxRelay:
                     await self.drain()
                 except Exception:
                     log.exception("outbox relay: unexpected error; trying again shortly")
-                    self._backoff = MAX_BACKOFF_SECONDS
+                    self._backoff = self._max_backoff
         finally:
             await self._disconnect()
             with contextlib.suppress(Exception):
@@ -170,7 +172,7 @@ class OutboxRelay:
             batch,
             first,
         )
-        self._backoff = min(max(self._backoff * 2, 0.5), MAX_BACKOFF_SECONDS)
+        self._backoff = min(max(self._backoff * 2, 0.5), self._max_backoff)
         if not isinstance(first, UnroutableError):
             # A lost channel is reopened on the next round.
             self._reopen = True
@@ -194,7 +196,7 @@ class OutboxRelay:
                     "outbox relay: broker not available, events stay in the outbox: %s",
                     self.last_error,
                 )
-            self._backoff = min(max(self._backoff * 2, 0.5), MAX_BACKOFF_SECONDS)
+            self._backoff = min(max(self._backoff * 2, 0.5), self._max_backoff)
             await self._close_publisher()
             return False
         self.last_error = ""

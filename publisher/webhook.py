@@ -121,6 +121,7 @@ class WebhookApp:
             self._store,
             lambda: connect(self.settings, name="woofleet webhook", url=self._amqp_url),
             on_published=self.metrics.events_published.inc,
+            max_backoff=self.ingress.outbox_retry_max_seconds,
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox relay")
         self.relay.wake()

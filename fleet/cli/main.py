@@ -23,6 +23,7 @@ VERBS: tuple[str, ...] = (
     "run",
     "status",
     "dlq",
+    "webhook",
 )
 
 DESCRIPTION = """\

@@ -1,0 +1,172 @@
+"""Broker away: the webhook keeps answering 2xx from the outbox; when it is back, every event
+arrives exactly once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from pydantic import SecretStr
+
+from fleet.settings import Settings
+from publisher.config import IngressSettings
+from publisher.lifecycle import OrderState, plan_order
+from publisher.simulate.encoding import delivery
+from publisher.simulate.orders import Step, story
+from publisher.webhook import WebhookApp
+from tests.conftest import AMQP_HOST, AMQP_PORT
+from tests.integration.test_webhook import (
+    SECRET,
+    Captured,
+    Harness,
+    capture_events,
+    webhook_settings,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class TcpForwarder:
+    """A plain TCP forwarder on loopback to the real broker, to make it 'come back'."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(AMQP_HOST, AMQP_PORT)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        for coro in (pipe(reader, upstream_writer), pipe(upstream_reader, writer)):
+            task = asyncio.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+@pytest.fixture
+async def away_broker(
+    settings: Settings, connection: AbstractRobustConnection, vhost: str
+) -> AsyncIterator[tuple[Harness, TcpForwarder]]:
+    inbox: asyncio.Queue[Captured] = asyncio.Queue()
+    channel = await capture_events(connection, inbox)
+    forwarder = TcpForwarder(free_port())
+    from fleet.management import q
+
+    closed_port_url = f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{q(vhost)}"
+    app = WebhookApp(
+        webhook_settings(settings, amqp_url=SecretStr(closed_port_url)),
+        IngressSettings(outbox_retry_max_seconds=0.5),
+    )
+    await app.start()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app.asgi), base_url="http://t"
+    ) as client:
+        yield Harness(app, client, inbox), forwarder
+    await app.stop()
+    await forwarder.stop()
+    await channel.close()
+
+
+async def test_broker_away_then_back_every_event_once_in_order(
+    away_broker: tuple[Harness, TcpForwarder],
+) -> None:
+    harness, forwarder = away_broker
+    rng = random.Random(7)
+    start = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    steps = [s for order_id in range(500, 530) for s in story(rng, order_id, start)]
+    # Expected events per order, from the pure planner.
+    expected: dict[int, list[str]] = defaultdict(list)
+    states: dict[int, OrderState | None] = defaultdict(lambda: None)
+    for step in steps:
+        plan = plan_order(step.order, states[step.order["id"]])
+        states[step.order["id"]] = plan.state or states[step.order["id"]]
+        expected[step.order["id"]] += [e.event_type for e in plan.events]
+    total = sum(len(v) for v in expected.values())
+
+    # Given the broker is unreachable (nothing listens on the port), deliveries still get 2xx
+    for step in steps:
+        response = await harness.post(delivery(step.topic, step.order, SECRET))
+        assert response.status_code == 200, response.text
+    ready = (await harness.client.get("/readyz")).json()
+    assert ready == {"broker": False, "outbox_writable": True}
+    await harness.nothing_more(0.5)
+    metrics = (await harness.client.get("/metrics")).text
+    assert f"woofleet_outbox_depth {float(total)}" in metrics
+
+    # When the broker comes back, the relay drains the outbox: each event once, in order
+    await forwarder.start()
+    events = await harness.events(total, timeout=15)
+    await harness.nothing_more(0.5)
+    assert len({e.message_id for e in events}) == total
+    got: dict[int, list[str]] = defaultdict(list)
+    for event in events:
+        got[event.body["data"]["id"]].append(event.routing_key)
+    assert got == expected
+    assert (await harness.client.get("/readyz")).json()["broker"] is True
+
+
+async def test_broker_lost_while_running_then_back_nothing_lost_nothing_doubled(
+    away_broker: tuple[Harness, TcpForwarder],
+) -> None:
+    harness, forwarder = away_broker
+    rng = random.Random(11)
+    start = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    before = [s for order_id in range(600, 605) for s in story(rng, order_id, start)]
+    after = [s for order_id in range(700, 705) for s in story(rng, order_id, start)]
+    await forwarder.start()
+    for step in before:
+        assert (await harness.post(delivery(step.topic, step.order, SECRET))).status_code == 200
+    first = await harness.events(_count(before), timeout=15)
+    # The connection drops under the publisher
+    await forwarder.stop()
+    forwarder = TcpForwarder(forwarder.port)
+    for step in after:
+        assert (await harness.post(delivery(step.topic, step.order, SECRET))).status_code == 200
+    await forwarder.start()
+    second = await harness.events(_count(after), timeout=20)
+    await harness.nothing_more(0.5)
+    ids = [e.message_id for e in first + second]
+    assert len(ids) == len(set(ids))
+    await forwarder.stop()
+
+
+def _count(steps: list[Step]) -> int:
+    states: dict[int, OrderState | None] = defaultdict(lambda: None)
+    total = 0
+    for step in steps:
+        plan = plan_order(step.order, states[step.order["id"]])
+        states[step.order["id"]] = plan.state or states[step.order["id"]]
+        total += len(plan.events)
+    return total

@@ -1,0 +1,139 @@
+"""Lifecycle from state (pure): which events a delivery implies after what was emitted."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from publisher.lifecycle import OrderState, plan_order
+
+PAYLOADS = Path(__file__).resolve().parents[1] / "data" / "woocommerce"
+
+
+def order_727(status: str = "processing", **changes: Any) -> dict[str, Any]:
+    order: dict[str, Any] = json.loads(
+        (PAYLOADS / "order-created.docs-create-paid-order-727.json").read_text()
+    )
+    order["status"] = status
+    order.update(changes)
+    return order
+
+
+def run(*orders: dict[str, Any]) -> list[list[str]]:
+    """Feed deliveries in order, carrying the state; the event types of each."""
+    state: OrderState | None = None
+    emitted = []
+    for order in orders:
+        plan = plan_order(order, state)
+        state = plan.state or state
+        emitted.append(
+            [e.event_type + (f"#{e.refund_id}" if e.refund_id else "") for e in plan.events]
+        )
+    return emitted
+
+
+def test_first_delivery_showing_completed_yields_created_paid_completed() -> None:
+    assert run(order_727("completed")) == [["order.created", "order.paid", "order.completed"]]
+
+
+def test_pending_then_paid_then_completed_one_step_each() -> None:
+    pending = order_727("pending", date_paid_gmt=None, date_paid=None)
+    paid = order_727("processing", date_modified_gmt="2017-03-22T19:30:00")
+    done = order_727("completed", date_modified_gmt="2017-03-22T20:00:00")
+    assert run(pending, paid, done) == [["order.created"], ["order.paid"], ["order.completed"]]
+
+
+def test_duplicate_delivery_emits_nothing() -> None:
+    assert run(order_727(), order_727()) == [["order.created", "order.paid"], []]
+
+
+def test_date_modified_alone_is_not_relevant() -> None:
+    later = order_727(date_modified_gmt="2017-03-22T19:59:59")
+    assert run(order_727(), later) == [["order.created", "order.paid"], []]
+
+
+def test_own_underscore_meta_write_echo_emits_nothing() -> None:
+    echo = order_727(date_modified_gmt="2017-03-22T19:29:00")
+    echo["meta_data"] = [*echo["meta_data"], {"id": 1, "key": "_erp_sync_id", "value": "ERP-727"}]
+    assert run(order_727(), echo) == [["order.created", "order.paid"], []]
+
+
+def test_relevant_change_is_order_updated() -> None:
+    moved = order_727(date_modified_gmt="2017-03-22T19:40:00")
+    moved["shipping"] = {**moved["shipping"], "address_1": "1 Infinite Loop"}
+    noted = order_727(date_modified_gmt="2017-03-22T19:41:00", customer_note="leave at the door")
+    noted["shipping"] = moved["shipping"]
+    assert run(order_727(), moved, noted) == [
+        ["order.created", "order.paid"],
+        ["order.updated"],
+        ["order.updated"],
+    ]
+
+
+def test_line_item_and_shipping_changes_are_relevant() -> None:
+    more = copy.deepcopy(order_727(date_modified_gmt="2017-03-22T19:40:00"))
+    more["line_items"][0]["quantity"] = 3
+    express = copy.deepcopy(more)
+    express["date_modified_gmt"] = "2017-03-22T19:41:00"
+    express["shipping_lines"][0]["method_title"] = "Express"
+    assert run(order_727(), more, express)[1:] == [["order.updated"], ["order.updated"]]
+
+
+def test_partial_then_full_refund_two_refunded_events() -> None:
+    done = order_727("completed")
+    partial = order_727(
+        "completed",
+        date_modified_gmt="2017-03-23T10:00:00",
+        refunds=[{"id": 801, "reason": "broken", "total": "-10.00"}],
+    )
+    full = order_727(
+        "refunded",
+        date_modified_gmt="2017-03-24T10:00:00",
+        refunds=[
+            {"id": 802, "reason": "", "total": "-19.35"},
+            {"id": 801, "reason": "broken", "total": "-10.00"},
+        ],
+    )
+    assert run(done, partial, full)[1:] == [["order.refunded#801"], ["order.refunded#802"]]
+
+
+def test_replaying_the_whole_sequence_emits_nothing_new() -> None:
+    sequence = [
+        order_727("pending", date_paid_gmt=None),
+        order_727("completed", date_modified_gmt="2017-03-23T00:00:00"),
+    ]
+    state = None
+    for order in sequence:
+        state = plan_order(order, state).state or state
+    for order in sequence:
+        plan = plan_order(order, state)
+        assert plan.events == () and plan.state is None
+
+
+def test_cancelled_and_failed_are_emitted_on_each_entry() -> None:
+    pending = order_727("pending", date_paid_gmt=None)
+    cancelled = order_727("cancelled", date_paid_gmt=None, date_modified_gmt="2017-03-22T20:00:00")
+    reopened = order_727("pending", date_paid_gmt=None, date_modified_gmt="2017-03-22T21:00:00")
+    again = order_727("cancelled", date_paid_gmt=None, date_modified_gmt="2017-03-22T22:00:00")
+    assert run(pending, cancelled, cancelled, reopened, again) == [
+        ["order.created"],
+        ["order.cancelled"],
+        [],
+        ["order.updated"],
+        ["order.cancelled"],
+    ]
+    assert run(order_727("failed", date_paid_gmt=None)) == [["order.created", "order.failed"]]
+
+
+def test_older_delivery_after_newer_emits_nothing_and_keeps_newer_state() -> None:
+    newer = order_727("completed", date_modified_gmt="2017-03-22T20:00:00")
+    older = order_727("processing", customer_note="old note")
+    state = plan_order(newer, None).state
+    plan = plan_order(older, state)
+    assert plan.events == () and plan.state is None
+
+
+def test_draft_orders_emit_nothing() -> None:
+    assert run(order_727("checkout-draft")) == [[]]
