@@ -85,7 +85,9 @@ def _issue(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _write(directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey):
+def _write(
+    directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
@@ -104,10 +106,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     directory = tmp_path_factory.mktemp("pki")
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _issue("woofleet test CA", ca_key)
-    server_key, client_key = (
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP256R1()),
-    )
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    client_key = ec.generate_private_key(ec.SECP256R1())
     signer = (ca.subject, ca_key)
     server = _issue("localhost", server_key, signer, usage=ExtendedKeyUsageOID.SERVER_AUTH)
     client = _issue(CLIENT_NAME, client_key, signer, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
