@@ -16,7 +16,12 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "<email>"),
     (
-        re.compile(r"(?i)(authorization|bearer|secret|password|token)([\"']?\s*[:=]\s*)\S+"),
+        re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*)(?:(?:bearer|basic|token)\s+)?\S+"),
+        r"\1***",
+    ),
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
+    (
+        re.compile(r"(?i)\b(secret|password|passwd|token)([\"']?\s*[:=]\s*)[^\s,;&\"']+"),
         r"\1\2***",
     ),
 )
