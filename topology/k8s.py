@@ -214,6 +214,7 @@ def scaled_object(consumer: ConsumerPolicy, topology: Topology) -> Manifest:
                     "metadata": {
                         "protocol": "http",
                         "queueName": queue.name,
+                        "vhostName": VHOST,
                         "mode": "QueueLength",
                         "value": str(policy.target_queue_length),
                         "activationValue": "0",
