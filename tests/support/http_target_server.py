@@ -39,6 +39,8 @@ from contracts.orders import OrderEvent
 class Recorded:
     method: str
     path: str
+    #: The path as sent, percent-escapes intact.
+    raw_path: str
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
@@ -129,6 +131,7 @@ class HttpTargetServer:
         recorded = Recorded(
             method=request.method,
             path=request.url.path,
+            raw_path=(scope.get("raw_path") or b"").decode(),
             query=dict(request.query_params),
             headers={k.lower(): v for k, v in request.headers.items()},
             body=await request.body(),
