@@ -74,7 +74,8 @@ def parse(
     if not isinstance(raw, dict):
         raise ContractError(f"body is a JSON {type(raw).__name__}, not an object")
     body_type, version = raw.get("event_type"), raw.get("schema_version")
-    if not isinstance(body_type, str) or not isinstance(version, int):
+    # bool is an int in Python: a JSON `true` would otherwise be read as version 1
+    if not isinstance(body_type, str) or not isinstance(version, int) or isinstance(version, bool):
         raise ContractError("body lacks a string event_type and an integer schema_version")
     if event_type is not None and event_type != body_type:
         raise ContractError(
