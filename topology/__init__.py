@@ -1,7 +1,10 @@
-"""The broker topology as data: the consumer table, names, apply and export."""
+"""The broker topology as data: the consumer table and names.
+
+``topology.apply`` (declare on a broker) and ``topology.export`` import the AMQP and HTTP clients;
+import them where needed so that reading the table stays cheap.
+"""
 
 from topology import names
-from topology.apply import ApplyReport, apply_fleet, apply_topology, vhost_of
 from topology.fleet import (
     CLASSES,
     CONSUMER_NAMES,
@@ -21,7 +24,6 @@ __all__ = [
     "CONSUMER_NAMES",
     "DEFAULT_FLEET",
     "MAX_PRIORITY",
-    "ApplyReport",
     "Binding",
     "ConsumerPolicy",
     "Exchange",
@@ -31,9 +33,6 @@ __all__ = [
     "Queue",
     "QueueRole",
     "Topology",
-    "apply_fleet",
-    "apply_topology",
     "build_topology",
     "names",
-    "vhost_of",
 ]
