@@ -77,7 +77,7 @@ async def test_pages_follow_total_pages(server: tuple[WooServer, WooRest]) -> No
 async def test_wrong_secret_is_a_permanent_error_naming_the_key(
     server: tuple[WooServer, WooRest],
 ) -> None:
-    srv, client = server
+    srv, _ = server
     async with WooRest(srv.url, srv.store.key, "cs_wrong", verify=srv.ca_file or True) as bad:
         with pytest.raises(PermanentError, match="WOOFLEET_WOO_KEY") as info:
             await bad.get("orders")
