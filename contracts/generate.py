@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,9 @@ def incompatibilities(released: Schema, current: Schema) -> list[str]:
     way to grow a released version is a new *optional* property (or enum value); since models
     forbid unknown fields, deploy the consumers that know it before the publisher sends it.
     """
-    problems: list[str] = []
-    _compare(released, current, released, current, "", problems, frozenset())
-    return problems
+    diff = _Diff(released, current)
+    diff.compare(released, current, "", frozenset())
+    return diff.problems
 
 
 def _resolve(node: Schema, root: Schema) -> tuple[Schema, str | None]:
@@ -145,82 +146,60 @@ def _by_type(node: Schema, root: Schema) -> dict[str, Schema]:
     return typed
 
 
-def _compare(
-    old: Schema,
-    new: Schema,
-    old_root: Schema,
-    new_root: Schema,
-    path: str,
-    problems: list[str],
-    seen: frozenset[tuple[str | None, str | None]],
-) -> None:
-    where = path or "(root)"
-    old_types, new_types = _by_type(old, old_root), _by_type(new, new_root)
-    if set(old_types) != set(new_types):
-        before, after = " | ".join(sorted(old_types)), " | ".join(sorted(new_types))
-        problems.append(f"{where}: type changed from {before} to {after}")
-        return
-    for kind, old_node in old_types.items():
-        new_node = new_types[kind]
-        _compare_constraints(old_node, new_node, where, problems)
-        if kind == "object":
-            _compare_objects(old_node, new_node, old_root, new_root, path, problems, seen)
-        elif kind == "array" and "items" in old_node and "items" in new_node:
-            _compare_child(
-                old_node["items"],
-                new_node["items"],
-                f"{path}[]",
-                problems,
-                seen,
-                old_root,
-                new_root,
-            )
+_Seen = frozenset[tuple[str | None, str | None]]
 
 
-def _compare_child(
-    old: Schema,
-    new: Schema,
-    path: str,
-    problems: list[str],
-    seen: frozenset[tuple[str | None, str | None]],
-    old_root: Schema,
-    new_root: Schema,
-) -> None:
-    key = (_resolve(old, old_root)[1], _resolve(new, new_root)[1])
-    if key != (None, None) and key in seen:
-        return  # a recursive model: this pair of definitions is being compared already
-    _compare(old, new, old_root, new_root, path, problems, seen | {key})
+@dataclass
+class _Diff:
+    """One comparison of two schema documents; ``$ref`` resolves within each one's own root."""
+
+    old_root: Schema
+    new_root: Schema
+    problems: list[str] = field(default_factory=list)
+
+    def compare(self, old: Schema, new: Schema, path: str, seen: _Seen) -> None:
+        where = path or "(root)"
+        old_types, new_types = _by_type(old, self.old_root), _by_type(new, self.new_root)
+        if set(old_types) != set(new_types):
+            before, after = " | ".join(sorted(old_types)), " | ".join(sorted(new_types))
+            self.problems.append(f"{where}: type changed from {before} to {after}")
+            return
+        for kind, old_node in old_types.items():
+            new_node = new_types[kind]
+            self.problems += _tightened(old_node, new_node, where)
+            if kind == "object":
+                self.compare_objects(old_node, new_node, path, seen)
+            elif kind == "array" and "items" in old_node and "items" in new_node:
+                self.compare_child(old_node["items"], new_node["items"], f"{path}[]", seen)
+
+    def compare_child(self, old: Schema, new: Schema, path: str, seen: _Seen) -> None:
+        key = (_resolve(old, self.old_root)[1], _resolve(new, self.new_root)[1])
+        if key != (None, None) and key in seen:
+            return  # a recursive model: this pair of definitions is being compared already
+        self.compare(old, new, path, seen | {key})
+
+    def compare_objects(self, old: Schema, new: Schema, path: str, seen: _Seen) -> None:
+        old_props, new_props = old.get("properties", {}), new.get("properties", {})
+        old_required, new_required = set(old.get("required", ())), set(new.get("required", ()))
+        for name, old_prop in old_props.items():
+            child = f"{path}.{name}" if path else name
+            if name not in new_props:
+                self.problems.append(f"{child}: property removed")
+                continue
+            if name in new_required and name not in old_required:
+                self.problems.append(f"{child}: optional property became required")
+            self.compare_child(old_prop, new_props[name], child, seen)
+        for name in sorted(new_required - set(old_props)):
+            self.problems.append(f"{f'{path}.{name}' if path else name}: new required property")
+        old_extra, new_extra = old.get("additionalProperties"), new.get("additionalProperties")
+        if isinstance(old_extra, dict) and isinstance(new_extra, dict):
+            self.compare_child(old_extra, new_extra, f"{path}{{}}", seen)
+        elif old_extra is not False and new_extra is False:
+            self.problems.append(f"{path or '(root)'}: no longer allows additional properties")
 
 
-def _compare_objects(
-    old: Schema,
-    new: Schema,
-    old_root: Schema,
-    new_root: Schema,
-    path: str,
-    problems: list[str],
-    seen: frozenset[tuple[str | None, str | None]],
-) -> None:
-    old_props, new_props = old.get("properties", {}), new.get("properties", {})
-    old_required, new_required = set(old.get("required", ())), set(new.get("required", ()))
-    for name, old_prop in old_props.items():
-        child = f"{path}.{name}" if path else name
-        if name not in new_props:
-            problems.append(f"{child}: property removed")
-            continue
-        if name in new_required and name not in old_required:
-            problems.append(f"{child}: optional property became required")
-        _compare_child(old_prop, new_props[name], child, problems, seen, old_root, new_root)
-    for name in sorted(new_required - set(old_props)):
-        problems.append(f"{f'{path}.{name}' if path else name}: new required property")
-    old_extra, new_extra = old.get("additionalProperties"), new.get("additionalProperties")
-    if isinstance(old_extra, dict) and isinstance(new_extra, dict):
-        _compare_child(old_extra, new_extra, f"{path}{{}}", problems, seen, old_root, new_root)
-    elif old_extra is not False and new_extra is False:
-        problems.append(f"{path or '(root)'}: no longer allows additional properties")
-
-
-def _compare_constraints(old: Schema, new: Schema, where: str, problems: list[str]) -> None:
+def _tightened(old: Schema, new: Schema, where: str) -> list[str]:
+    problems = []
     for key in _LOWER_BOUNDS:
         if key in new and (key not in old or new[key] > old[key]):
             problems.append(f"{where}: {key} tightened from {old.get(key)} to {new[key]}")
@@ -234,6 +213,7 @@ def _compare_constraints(old: Schema, new: Schema, where: str, problems: list[st
         removed = [v for v in old.get("enum", ()) if v not in new["enum"]]
         if removed or "enum" not in old:
             problems.append(f"{where}: enum no longer allows {removed or 'every value'}")
+    return problems
 
 
 # Command line ----------------------------------------------------------------------------------

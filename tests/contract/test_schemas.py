@@ -56,6 +56,13 @@ def test_released_versions_change_only_compatibly(rendered: dict[Any, str]) -> N
     )
 
 
+@pytest.mark.parametrize("key", sorted(REGISTRY), ids=lambda k: f"{k[0]}.v{k[1]}")
+def test_every_schema_is_a_valid_2020_12_json_schema(key: tuple[str, int]) -> None:
+    schema = json.loads((generate.SCHEMAS_DIR / f"{key[0]}.v{key[1]}.json").read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
 def test_money_is_a_string_on_the_wire_in_the_schema() -> None:
     schema = generate.json_schema("order.paid", 1)
     assert schema["properties"]["event_type"]["const"] == "order.paid"
