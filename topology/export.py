@@ -118,7 +118,7 @@ def topic_matches(pattern: str, routing_key: str) -> bool:
     return match(pattern.split("."), routing_key.split("."))
 
 
-def message_id(event_type: str, version: int) -> str:
+def message_name(event_type: str, version: int) -> str:
     """The AsyncAPI message (and schema file) name of a contract: ``order.paid.v1``."""
     return f"{event_type}.v{version}"
 
@@ -158,7 +158,7 @@ def _message(event_type: str, version: int, model: type[BaseModel], schema_base:
         "title": f"{event_type} v{version}",
         "contentType": "application/json",
         "headers": _headers(version),
-        "payload": {"$ref": f"{schema_base}{message_id(event_type, version)}.json"},
+        "payload": {"$ref": f"{schema_base}{message_name(event_type, version)}.json"},
         "correlationId": {
             "description": "AMQP correlation_id: the order or product id, else the event id",
             "location": f"$message.payload#/{about}",
@@ -185,7 +185,7 @@ def _consumer_channel(consumer: ConsumerPolicy, topology: Topology, vhost: str) 
     if consumer.delay is not None:
         extension["delaySeconds"] = consumer.delay
     messages = {
-        message_id(t, v): {"$ref": f"#/components/messages/{message_id(t, v)}"}
+        message_name(t, v): {"$ref": f"#/components/messages/{message_name(t, v)}"}
         for (t, v) in sorted(REGISTRY)
         if any(topic_matches(pattern, t) for pattern in consumer.bindings)
     }
@@ -234,7 +234,7 @@ def asyncapi(
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for event_type in event_types:
-        ids = [message_id(t, v) for (t, v) in sorted(REGISTRY) if t == event_type]
+        ids = [message_name(t, v) for (t, v) in sorted(REGISTRY) if t == event_type]
         channels[event_type] = {
             "address": event_type,
             "title": f"{event_type} on {names.EVENTS_EXCHANGE}",
@@ -282,7 +282,7 @@ def asyncapi(
         "operations": operations,
         "components": {
             "messages": {
-                message_id(t, v): _message(t, v, REGISTRY[(t, v)], schema_base)
+                message_name(t, v): _message(t, v, REGISTRY[(t, v)], schema_base)
                 for (t, v) in sorted(REGISTRY)
             }
         },
