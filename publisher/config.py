@@ -21,6 +21,9 @@ class IngressSettings(BaseSettings):
     webhook_max_body_bytes: int = Field(MIB, gt=0)
     #: How long a delivery waits for the broker's confirms before answering from the outbox.
     webhook_confirm_wait_seconds: float = Field(2.0, ge=0)
+    #: The address WooCommerce delivers to (e.g. https://hooks.shop.example/webhooks/woocommerce),
+    #: for the webhook health check; empty: any address ending in /webhooks/woocommerce.
+    webhook_endpoint: str = ""
     #: Longest pause between the relay's attempts to reach an absent broker.
     outbox_retry_max_seconds: float = Field(10.0, gt=0)
 

@@ -119,9 +119,28 @@ class OutboxRelay:
                     log.exception("outbox relay: unexpected error; trying again shortly")
                     self._backoff = self._max_backoff
         finally:
-            await self._disconnect()
-            with contextlib.suppress(Exception):
-                await self._store.release_lease(LEASE_NAME, self.holder)
+            await self.close()
+
+    async def close(self) -> None:
+        """Drop the broker connection and give up the lease (another relay may take over)."""
+        await self._disconnect()
+        with contextlib.suppress(Exception):
+            await self._store.release_lease(LEASE_NAME, self.holder)
+
+    async def flush(self, timeout: float) -> int:
+        """Publish until the outbox is empty, the lease is elsewhere or ``timeout`` passes.
+
+        For one-shot tools; returns how many events are left in the outbox.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await self._store.depth() and loop.time() < deadline:
+            await self.drain()
+            if not self.is_leader:
+                break
+            if await self._store.depth():
+                await asyncio.sleep(min(max(self._backoff, 0.2), max(0.0, deadline - loop.time())))
+        return await self._store.depth()
 
     async def stop(self) -> None:
         self._stopping = True

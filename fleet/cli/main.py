@@ -24,6 +24,7 @@ VERBS: tuple[str, ...] = (
     "status",
     "dlq",
     "webhook",
+    "reconcile",
 )
 
 DESCRIPTION = """\
