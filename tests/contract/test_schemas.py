@@ -41,6 +41,10 @@ def test_checked_in_schemas_and_asyncapi_match_the_models(rendered: dict[Any, st
     assert not stale, f"out of date: {', '.join(stale)}; {REGENERATE}"
 
 
+def test_the_generators_check_mode_finds_nothing_stale(capsys: pytest.CaptureFixture[str]) -> None:
+    assert generate.main(["--check"]) == 0, capsys.readouterr().err
+
+
 def test_every_registry_version_has_a_frozen_released_copy() -> None:
     frozen = set(generate.released())
     missing = sorted(set(REGISTRY) - frozen)
