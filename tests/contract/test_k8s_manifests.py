@@ -152,12 +152,14 @@ def test_write_manifests_writes_the_rendered_tree_and_removes_stale_files(tmp_pa
 def test_built_in_objects_validate_against_the_kubernetes_schemas(objects: list[Manifest]) -> None:
     builtin = [o for o in objects if o["apiVersion"].startswith(BUILTIN_GROUPS)]
     assert builtin
+    failures = []
     for obj in builtin:
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
+        except jsonschema.ValidationError as exc:
             where = ".".join(str(p) for p in exc.path)
-            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {where}: {exc.message}")
+            failures.append(f"{obj['kind']}/{obj['metadata']['name']}: {where}: {exc.message}")
+    assert not failures, "\n".join(failures)
 
 
 def test_custom_resources_validate_against_their_crds(objects: list[Manifest]) -> None:
@@ -355,6 +357,36 @@ def test_every_role_connects_as_its_own_least_privileged_user(
     keda = grants[k8s.workload_name(k8s.KEDA_ROLE)]["permissions"]
     assert all(matching(regex) == set() for regex in keda.values())
     assert users[k8s.workload_name(k8s.KEDA_ROLE)]["tags"] == ["monitoring"]
+
+
+def test_references_between_objects_resolve(objects: list[Manifest]) -> None:
+    (namespace,) = of_kind(objects, "Namespace")
+    config_maps = set(by_name(objects, "ConfigMap"))
+    service_accounts = set(by_name(objects, "ServiceAccount"))
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == namespace["metadata"]["name"], obj["kind"]
+    for name, pod in pod_specs(objects):
+        assert pod["serviceAccountName"] in service_accounts, name
+        for container in pod["containers"]:
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in config_maps, name
+    webhook = by_name(objects, "Deployment")["woofleet-webhook"]
+    pod_labels = webhook["spec"]["template"]["metadata"]["labels"]
+    for kind in ("Service", "PodDisruptionBudget"):
+        spec = by_name(objects, kind)["woofleet-webhook"]["spec"]
+        selector = spec["selector"].get("matchLabels", spec["selector"])
+        assert selector.items() <= pod_labels.items(), kind
+    hpa = by_name(objects, "HorizontalPodAutoscaler")["woofleet-webhook"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "woofleet-webhook"
+
+
+def test_one_pinned_image_runs_every_role(objects: list[Manifest]) -> None:
+    images = {c["image"] for _, pod in pod_specs(objects) for c in pod["containers"]}
+    assert len(images) == 1, images
+    (image,) = images
+    assert ":" in image and not image.endswith(":latest"), image
 
 
 # --- hardening and secrets -------------------------------------------------------------------
