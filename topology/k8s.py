@@ -56,7 +56,7 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 
 
 def workload_name(role: str) -> str:
-    """Deployment, ScaledObject and RabbitMQ user of a role: ``woofleet-stock``."""
+    """A consumer's Deployment and ScaledObject, a role's RabbitMQ user: ``woofleet-stock``."""
     return f"woofleet-{role}"
 
 

@@ -42,6 +42,17 @@ def get(queue: str) -> Operation:
     return run
 
 
+def look_up(exchange: str | None = None, queue: str | None = None) -> Operation:
+    """A passive declare, as the publisher and the consumer runtime do at start."""
+
+    async def run(channel: AbstractChannel) -> object:
+        if exchange is not None:
+            return await channel.get_exchange(exchange, ensure=True)
+        return await channel.declare_queue(queue, passive=True)
+
+    return run
+
+
 def declare(queue: str) -> Operation:
     async def run(channel: AbstractChannel) -> object:
         return await channel.declare_queue(queue, auto_delete=True)
@@ -102,6 +113,7 @@ async def test_each_role_may_do_its_job_and_nothing_else(
     stock = await connect(settings, name="test-stock", url=role_users["stock"])
     try:
         publisher_can = {
+            "look up events": await allowed(publisher, look_up(exchange=names.EVENTS_EXCHANGE)),
             "publish events": await allowed(
                 publisher, publish(names.EVENTS_EXCHANGE, "order.paid")
             ),
@@ -111,6 +123,7 @@ async def test_each_role_may_do_its_job_and_nothing_else(
             "declare": await allowed(publisher, declare("sneaky")),
         }
         stock_can = {
+            "look up own work queue": await allowed(stock, look_up(queue="woo.stock")),
             "read own work queue": await allowed(stock, get("woo.stock")),
             "read own dlq": await allowed(stock, get("woo.stock.dlq")),
             "read crm's queue": await allowed(stock, get("woo.crm")),
@@ -128,6 +141,7 @@ async def test_each_role_may_do_its_job_and_nothing_else(
 
     # Then the broker allows exactly the job
     assert publisher_can == {
+        "look up events": True,
         "publish events": True,
         "publish retry": False,
         "publish work": False,
@@ -135,6 +149,7 @@ async def test_each_role_may_do_its_job_and_nothing_else(
         "declare": False,
     }
     assert stock_can == {
+        "look up own work queue": True,
         "read own work queue": True,
         "read own dlq": True,
         "read crm's queue": False,
