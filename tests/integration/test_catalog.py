@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aio_pika.abc import AbstractRobustConnection
+from pydantic import SecretStr
 
 from consumers import catalog
+from consumers.runtime import Supervisor
 from contracts.catalog import (
     PriceChange,
     PriceUpdate,
@@ -27,11 +30,14 @@ from contracts.catalog import (
     StockSync,
     StockSyncCommand,
 )
+from contracts.messages import ERROR_HEADER
 from fleet.errors import PermanentError, TransientError
 from fleet.settings import Settings
 from fleet.woo_rest import WooRest
+from tests.support.amqp import apply, drain, fast_fleet, publish, wait_until
 from tests.support.http_target_server import Answer, HttpTargetServer, Recorded, delivery_for
 from tests.support.woo_server import WooServer, WooStore
+from topology import names
 
 pytestmark = pytest.mark.integration
 
@@ -269,3 +275,46 @@ def test_with_a_store_url_build_uses_the_rest_client(tmp_path: Path) -> None:
     )
     handler = catalog.build(settings)
     assert isinstance(handler, catalog.CatalogHandler) and isinstance(handler.woo, WooRest)
+
+
+# -- through the runtime on the real broker ---------------------------------------------------
+
+
+async def test_in_the_runtime_a_failed_item_dead_letters_its_command_and_duplicates_are_skipped(
+    connection: AbstractRobustConnection,
+    vhost: str,
+    settings: Settings,
+    woo_server: WooServer,
+    store: WooStore,
+) -> None:
+    # Given the catalog consumer running against the store
+    fleet = fast_fleet("catalog")
+    await apply(connection, fleet, vhost)
+    woo = {
+        "woo_url": woo_server.url,
+        "woo_key": SecretStr(store.key),
+        "woo_secret": SecretStr(store.secret),
+    }
+    supervisor = Supervisor(["catalog"], settings.model_copy(update=woo), fleet=fleet)
+    await supervisor.start()
+    worker = supervisor.workers["catalog"]
+    good = prices((1, "21.00", None))
+    bad = prices((2, "22.00", None), (999, "1.00", None))
+    try:
+        # When a good command arrives twice and a command with an unknown product once
+        await publish(connection, good)
+        await wait_until(lambda: worker.stats["handled"] == 1)
+        await publish(connection, good)
+        await publish(connection, bad)
+        await wait_until(lambda: worker.stats["duplicate"] == 1 and worker.stats["dead"] == 1)
+    finally:
+        await supervisor.stop(5)
+    # Then the good one was applied once, the bad one's good item too, and its command is in
+    # the DLQ with the failed item named
+    assert store.products[1]["regular_price"] == "21.00"
+    assert store.products[2]["regular_price"] == "22.00"
+    assert len(batch_calls(store)) == 2
+    [dead] = await drain(connection, names.dead_letter_queue("catalog"))
+    error = str((dead.headers or {})[ERROR_HEADER])
+    assert "PermanentError" in error and "product 999 (woocommerce_rest_product_invalid_id" in error
+    assert json.loads(dead.body)["event_id"] == str(bad.event_id)
