@@ -389,6 +389,20 @@ def test_one_pinned_image_runs_every_role(objects: list[Manifest]) -> None:
     assert ":" in image and not image.endswith(":latest"), image
 
 
+def test_image_and_compose_run_as_the_manifests_expect() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
+    # runAsNonRoot can only be verified for a numeric user
+    assert f"USER {k8s.RUN_AS}:{k8s.RUN_AS}" in dockerfile
+    assert 'ENTRYPOINT ["woofleet"]' in dockerfile
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    for name, service in compose["services"].items():
+        if name != "rabbitmq":
+            assert service["read_only"] is True, name
+            assert "/tmp" in service["tmpfs"], name
+            assert any(v.endswith(":/app/var") for v in service["volumes"]), name
+
+
 # --- hardening and secrets -------------------------------------------------------------------
 
 
