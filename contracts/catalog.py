@@ -18,7 +18,7 @@ BATCH_LIMIT = 100
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class ProductData(_Frozen):

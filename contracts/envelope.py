@@ -23,7 +23,9 @@ def event_id_for(*parts: object) -> uuid.UUID:
 class Envelope(BaseModel, Generic[DataT]):
     """``event_id``, ``event_type``, ``schema_version``, ``occurred_at``, ``source``, ``data``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Tolerant readers: a consumer ignores fields added by a newer publisher (a compatible
+    # change), so consumers need not be deployed before publishers.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     #: The (event_type, schema_version) pairs a concrete envelope class carries.
     EVENT_TYPES: ClassVar[tuple[str, ...]] = ()

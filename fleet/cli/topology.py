@@ -84,10 +84,9 @@ def run_export(args: argparse.Namespace) -> int:
         json.dump(definitions(DEFAULT_FLEET, vhost=args.vhost), sys.stdout, indent=2)
         print()
     elif args.format == "asyncapi":
-        import yaml
-        from topology.export import asyncapi
+        from topology.export import asyncapi_yaml
 
-        yaml.safe_dump(asyncapi(DEFAULT_FLEET), sys.stdout, sort_keys=False, allow_unicode=True)
+        sys.stdout.write(asyncapi_yaml(DEFAULT_FLEET))
     else:
         from topology.k8s import render_manifests
 

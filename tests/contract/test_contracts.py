@@ -219,11 +219,15 @@ def test_parse_says_where_the_body_fails_its_contract() -> None:
         parse(json.dumps(raw).encode())
 
 
-def test_parse_rejects_unknown_fields() -> None:
+def test_parse_ignores_fields_a_newer_publisher_added() -> None:
+    # Tolerant reader: a new optional field is a compatible change, so an older consumer
+    # must accept the message rather than dead-letter it.
     raw = json.loads(body_of())
     raw["data"]["loyalty_points"] = 12
-    with pytest.raises(ContractError, match=r"data\.loyalty_points"):
-        parse(json.dumps(raw).encode())
+    raw["trace_id"] = "abc"
+    event = parse(json.dumps(raw).encode())
+    assert not hasattr(event.data, "loyalty_points")
+    assert str(event.data.total) == raw["data"]["total"]
 
 
 def test_parse_accepts_what_the_consumer_declared() -> None:
