@@ -88,13 +88,10 @@ def run_export(args: argparse.Namespace) -> int:
 
         sys.stdout.write(asyncapi_yaml(DEFAULT_FLEET))
     else:
-        from topology.k8s import render_manifests
+        from topology.k8s import write_manifests
 
         out: Path = args.out or Path("k8s")
-        files = render_manifests(DEFAULT_FLEET)
-        for relative, text in sorted(files.items()):
-            path = out / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        print(f"wrote {len(files)} files under {out}/", file=sys.stderr)
+        # write_manifests also removes generated files of consumers no longer in the table.
+        written = write_manifests(DEFAULT_FLEET, out)
+        print(f"wrote {len(written)} files under {out}/", file=sys.stderr)
     return 0
