@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
-from typing import cast
+from typing import Any, cast
 from urllib.parse import quote
 
 from consumers.adapters.http_target import HttpTarget, target_from_settings
@@ -68,6 +68,21 @@ def is_authorise_only(order: OrderData, capture_methods: Iterable[str] = ()) -> 
     )
 
 
+def _error(body: Any) -> dict[str, Any]:
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def already_captured(body: Any) -> bool:
+    """Stripe's answer when the intent was captured before (in its dashboard, or by a capture
+    whose idempotency key has expired after 24 h): a success for us."""
+    error = _error(body)
+    if error.get("code") != "payment_intent_unexpected_state":
+        return False
+    intent = error.get("payment_intent")
+    return isinstance(intent, dict) and intent.get("status") == "succeeded"
+
+
 class PaymentCaptureHandler:
     def __init__(self, target: HttpTarget, capture_methods: Iterable[str] = ()) -> None:
         self.target = target
@@ -95,7 +110,7 @@ class PaymentCaptureHandler:
                 order.number,
             )
             return
-        await self.target.send(
+        answer = await self.target.send(
             "POST",
             f"/v1/payment_intents/{quote(order.transaction_id, safe='')}/capture",
             idempotency_key=delivery.idempotency_key,
@@ -103,7 +118,19 @@ class PaymentCaptureHandler:
                 "amount_to_capture": str(minor_units(due, order.currency)),
                 "metadata[woocommerce_order]": order.number,
             },
+            accept=(400,),
         )
+        if answer.status == 400:
+            if not already_captured(answer.body):
+                # Code and message only: the intent object in the answer holds shopper data.
+                error = _error(answer.body)
+                raise PermanentError(
+                    f"{self.target.name} refused to capture order {order.number}: 400 "
+                    f"{error.get('code', 'no error code')}: {error.get('message', '')} — "
+                    "check the payment in the gateway's dashboard"
+                )
+            delivery.log.info("order %s was already captured; nothing to do", order.number)
+            return
         delivery.log.info("order %s: captured %s %s", order.number, due, order.currency)
 
     async def aclose(self) -> None:

@@ -126,3 +126,48 @@ async def test_a_transaction_id_is_escaped_in_the_path(
 )
 def test_minor_units_follow_the_currency(amount: str, currency: str, minor: int) -> None:
     assert payment_capture.minor_units(Decimal(amount), currency) == minor
+
+
+async def test_an_intent_captured_before_counts_as_done(
+    server: HttpTargetServer,
+    handler: payment_capture.PaymentCaptureHandler,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given Stripe's answer for an intent that was captured in its dashboard already
+    caplog.set_level(logging.INFO)
+    server.answer(
+        400,
+        {
+            "error": {
+                "code": "payment_intent_unexpected_state",
+                "message": "This PaymentIntent could not be captured because it has a status "
+                "of succeeded.",
+                "payment_intent": {"id": "pi_3Nabc", "status": "succeeded"},
+            }
+        },
+    )
+    event = paid({"_authorized_only": "yes"})
+    # When the consumer captures it, Then that is success
+    await handler(event, delivery_for(payment_capture.SPEC, event))
+    assert "order 11 was already captured; nothing to do" in caplog.text
+
+
+async def test_other_refusals_are_permanent_with_the_gateways_code_and_message_only(
+    server: HttpTargetServer, handler: payment_capture.PaymentCaptureHandler
+) -> None:
+    server.answer(
+        400,
+        {
+            "error": {
+                "code": "payment_intent_unexpected_state",
+                "message": "It has a status of canceled.",
+                "payment_intent": {"status": "canceled", "receipt_email": "shopper@example.com"},
+            }
+        },
+    )
+    event = paid({"_authorized_only": "yes"})
+    with pytest.raises(PermanentError) as caught:
+        await handler(event, delivery_for(payment_capture.SPEC, event))
+    message = str(caught.value)
+    assert "400 payment_intent_unexpected_state: It has a status of canceled." in message
+    assert "shopper@example.com" not in message
