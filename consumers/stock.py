@@ -30,10 +30,21 @@ from fleet.settings import Settings
 log = logging.getLogger("consumers.stock")
 
 
+def fully_refunded(order: OrderData) -> bool:
+    return order.status == "refunded" or (order.total > 0 and order.refunded_total >= order.total)
+
+
 def business_key(event: AnyEnvelope) -> str:
+    """``sale`` or ``restock`` for a movement; anything that moves nothing keys only itself, so
+    a partial refund cannot use up the key of the full refund that follows it."""
     order = cast(OrderData, event.data)
-    kind = "sale" if event.event_type == "order.paid" else "restock"
-    return f"order:{order.id}:{kind}"
+    if event.event_type == "order.paid":
+        return f"order:{order.id}:sale"
+    if event.event_type == "order.cancelled" and order.date_paid_gmt is not None:
+        return f"order:{order.id}:restock"
+    if event.event_type == "order.refunded" and fully_refunded(order):
+        return f"order:{order.id}:restock"
+    return f"order:{order.id}:{event.event_type}:{event.event_id}"
 
 
 SPEC = HandlerSpec(
@@ -41,10 +52,6 @@ SPEC = HandlerSpec(
     accepts=versions(["order.paid", "order.cancelled", "order.refunded"], 1),
     business_key=business_key,
 )
-
-
-def fully_refunded(order: OrderData) -> bool:
-    return order.status == "refunded" or (order.total > 0 and order.refunded_total >= order.total)
 
 
 def movement(order: OrderData, kind: str, reason: str) -> dict[str, Any]:

@@ -131,3 +131,34 @@ async def test_a_failing_target_is_retried_by_the_runtime_with_the_same_key(
     assert server.paths() == ["PUT /orders/11"] * 3
     assert len({r.idempotency_key for r in server.requests}) == 1
     assert supervisor.workers["erp-sync"].stats["retried"] == 2
+
+
+async def test_a_partial_refund_does_not_use_up_the_restock_of_the_full_refund_after_it(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings, server: HttpTargetServer
+) -> None:
+    # Given the stock consumer, and an order refunded in two parts
+    fleet = fast_fleet("stock")
+    await apply(connection, fleet, vhost)
+    supervisor = Supervisor(
+        ["stock"], settings.model_copy(update={"targets": {"stock": server.url}}), fleet=fleet
+    )
+    first, second = Refund(id=41, amount=Decimal("40.00")), Refund(id=42, amount=Decimal("9.98"))
+    partial = with_data(order_event("order.refunded"), refund=first, refunds=(first,))
+    full = with_data(
+        order_event("order.refunded", status="refunded", unique=True),
+        refund=second,
+        refunds=(first, second),
+    )
+    await supervisor.start()
+    worker = supervisor.workers["stock"]
+    try:
+        # When the partial refund is handled, then the one that completes the refund
+        await publish(connection, partial)
+        await wait_until(lambda: worker.stats["handled"] == 1)
+        await publish(connection, full)
+        await wait_until(lambda: worker.stats["handled"] == 2)
+    finally:
+        await supervisor.stop(5)
+    # Then the second one restocked every line, once
+    assert [r.json["type"] for r in server.requests] == ["restock"]
+    assert server.requests[0].json["lines"][0]["quantity"] == 2
