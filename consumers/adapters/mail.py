@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import ssl
+import time
 import uuid
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -234,12 +235,16 @@ class FileMailSink:
         self.description = f"FileMailSink({directory})"
 
     async def send(self, message: EmailMessage) -> None:
-        await asyncio.to_thread(self._write, message.as_bytes(policy=email.policy.SMTP))
+        # One file per send, duplicates included: the sink shows what a real server would get.
+        raw = message.as_bytes(policy=email.policy.SMTP)
+        path = await asyncio.to_thread(self._write, raw)
+        log.info("dev sink: wrote %s", path)
 
     def _write(self, raw: bytes) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{uuid.uuid4().hex}.eml"
-        tmp = path.with_suffix(".tmp")
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+        path = self.directory / f"{name}.eml"
+        tmp = self.directory / f".{name}.tmp"
         tmp.write_bytes(raw)
         os.replace(tmp, path)  # readers never see half a message
         return path
