@@ -1,0 +1,225 @@
+"""The runtime when processes die or the broker goes away: kill -9 in the middle of a handler, a
+message that crashes its consumer every time, SIGTERM during slow work, a broker restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from consumers.runtime import Delivery, HandlerSpec, Supervisor, versions
+from consumers.runtime.handler import AnyEnvelope
+from contracts.messages import ERROR_HEADER
+from contracts.orders import ORDER_EVENT_TYPES
+from fleet.settings import Settings
+from tests.builders import order_event
+from tests.support.amqp import apply, depth, drain, fast_fleet, publish, wait_until
+from topology import names
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CONSUMER = "analytics"  # the consumer tests/support/consumer_process.py runs
+SPEC = HandlerSpec(CONSUMER, versions(ORDER_EVENT_TYPES, 1))
+WORK, DLQ = names.work_queue(CONSUMER), names.dead_letter_queue(CONSUMER)
+
+Spawn = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def markers(tmp_path: Path) -> Path:
+    directory = tmp_path / "markers"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def spawn(amqp_url: str, settings: Settings, markers: Path) -> Iterator[Spawn]:
+    """Start tests/support/consumer_process.py; whatever is still running at the end is killed."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(mode: str, *options: str) -> subprocess.Popen[bytes]:
+        log = (markers / f"consumer-{len(started) + 1}.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.consumer_process",
+                amqp_url,
+                settings.state_url,
+                mode,
+                str(markers),
+                *options,
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
+def read(marker: Path) -> str:
+    return marker.read_text()
+
+
+def attempts(markers: Path) -> int:
+    return len(list(markers.glob("attempt-*")))
+
+
+def logs(markers: Path) -> str:
+    return "\n".join(p.read_text() for p in sorted(markers.glob("consumer-*.log")))
+
+
+async def exited(process: subprocess.Popen[bytes], timeout: float, markers: Path) -> int:
+    try:
+        await wait_until(lambda: process.poll() is not None, timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"consumer still running after {timeout}s:\n{logs(markers)}") from None
+    return process.returncode
+
+
+async def appears(path: Path, timeout: float = 15) -> str:
+    try:
+        await wait_until(path.exists, timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"{path.name} never appeared:\n{logs(path.parent)}") from None
+    return read(path)
+
+
+@pytest.mark.chaos
+async def test_kill_9_during_a_handler_loses_nothing_and_a_restarted_consumer_handles_it(
+    connection: AbstractRobustConnection, vhost: str, spawn: Spawn, markers: Path
+) -> None:
+    # Given an order waiting for a consumer process
+    await apply(connection, fast_fleet(CONSUMER), vhost)
+    await publish(connection, order_event("order.paid"))
+    first = spawn("hang-once")
+    await appears(markers / "started")
+    # When the process is killed with SIGKILL in the middle of the handler
+    os.kill(first.pid, signal.SIGKILL)
+    assert await exited(first, 5, markers) == -signal.SIGKILL
+
+    # Then the message is back in the queue, and a restarted consumer handles it
+    async def requeued() -> bool:
+        return await depth(connection, WORK) == 1
+
+    await wait_until(requeued, timeout=5)
+    second = spawn("hang-once")
+    assert await appears(markers / "done") == "True"  # flagged redelivered by the broker
+    second.send_signal(signal.SIGTERM)
+    assert await exited(second, 10, markers) == 0
+    assert await depth(connection, WORK) == 0
+    assert await depth(connection, DLQ) == 0
+
+
+@pytest.mark.chaos
+async def test_a_message_that_crashes_its_consumer_every_time_is_dead_lettered_after_max_attempts(
+    connection: AbstractRobustConnection, vhost: str, spawn: Spawn, markers: Path
+) -> None:
+    # Given a message whose handler kills its own process, under a policy of 2 attempts
+    fleet = fast_fleet(CONSUMER)
+    max_attempts = fleet.consumer(CONSUMER).max_attempts
+    await apply(connection, fleet, vhost)
+    event = order_event("order.paid")
+    await publish(connection, event)
+    # When the consumer is restarted after each crash, as Kubernetes would do
+    crashes = 0
+    for _ in range(max_attempts + 1):
+        process = spawn("crash")
+
+        async def crashed_or_dead_lettered(process: subprocess.Popen[bytes] = process) -> bool:
+            return process.poll() is not None or await depth(connection, DLQ) == 1
+
+        await wait_until(crashed_or_dead_lettered, timeout=15)
+        if process.poll() is None:
+            break
+        assert process.returncode == -signal.SIGKILL, logs(markers)
+        crashes += 1
+    # Then it crashed its consumer max-attempts times, no more, and went to the DLQ
+    assert crashes == max_attempts
+    assert attempts(markers) == max_attempts
+    process.send_signal(signal.SIGTERM)
+    assert await exited(process, 10, markers) == 0
+    [dead] = await drain(connection, DLQ)
+    assert dead.message_id == str(event.event_id)
+    error = str((dead.headers or {})[ERROR_HEADER])
+    assert f"ConsumerCrashed: delivered {max_attempts + 1} times without an ack" in error
+    assert await depth(connection, WORK) == 0
+
+
+@pytest.mark.slow
+async def test_sigterm_during_a_slow_handler_lets_it_finish_and_exits_0_within_the_grace(
+    connection: AbstractRobustConnection, vhost: str, spawn: Spawn, markers: Path
+) -> None:
+    # Given a consumer process in the middle of a 1.5 s handler, with a 5 s grace period
+    await apply(connection, fast_fleet(CONSUMER), vhost)
+    await publish(connection, order_event("order.paid"))
+    process = spawn("slow", "--grace", "5", "--handler-seconds", "1.5")
+    await appears(markers / "started")
+    # When it receives SIGTERM
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    # Then the handler completes, its message is acked, and the process exits 0 within the grace
+    assert await exited(process, 10, markers) == 0, logs(markers)
+    assert time.monotonic() - signalled < 5
+    assert (markers / "done").exists()
+    assert await depth(connection, WORK) == 0
+    assert await depth(connection, DLQ) == 0
+
+
+@pytest.mark.slow
+async def test_sigterm_during_a_handler_slower_than_the_grace_requeues_its_message(
+    connection: AbstractRobustConnection,
+    vhost: str,
+    settings: Settings,
+    spawn: Spawn,
+    markers: Path,
+) -> None:
+    # Given a consumer process in the middle of a handler far longer than its 1 s grace period
+    fleet = fast_fleet(CONSUMER)
+    await apply(connection, fleet, vhost)
+    event = order_event("order.paid")
+    await publish(connection, event)
+    process = spawn("slow", "--grace", "1", "--handler-seconds", "60")
+    await appears(markers / "started")
+    # When it receives SIGTERM
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    # Then it gives up after the grace, says so, and exits
+    assert await exited(process, 10, markers) == 1, logs(markers)
+    assert 1 <= time.monotonic() - signalled < 5
+    assert "still running after 1s; the broker requeues them" in logs(markers)
+    assert not (markers / "done").exists()
+    # and the message is back in its queue, delivered again to the next consumer
+    assert await depth(connection, WORK) == 1
+    again: list[Delivery] = []
+
+    async def record(event: AnyEnvelope, delivery: Delivery) -> None:
+        again.append(delivery)
+
+    sup = Supervisor(
+        [CONSUMER], settings, fleet=fleet, middleware=[], handlers={CONSUMER: (SPEC, record)}
+    )
+    await sup.start()
+    try:
+        await wait_until(lambda: sup.workers[CONSUMER].stats["handled"] == 1)
+    finally:
+        await sup.stop(5)
+    [delivery] = again
+    assert delivery.message_id == str(event.event_id)
+    assert delivery.redelivered
