@@ -14,6 +14,7 @@ import pytest
 from consumers import order_email
 from consumers.adapters.mail import SmtpMailer
 from consumers.runtime.handler import AnyEnvelope, Delivery
+from consumers.templates import order_context, render_email
 from contracts.orders import OrderEvent
 from fleet.settings import Settings
 from tests.builders import order_event
@@ -186,3 +187,12 @@ async def test_build_without_smtp_writes_eml_files_to_the_dev_sink(tmp_path: Pat
     assert isinstance(parsed, EmailMessage)
     assert parsed["To"].addresses[0].display_name == "สมชาย ใจดี"
     assert parsed["Message-ID"].endswith("@example.com>")
+
+
+def test_html_part_escapes_what_the_shopper_typed() -> None:
+    event = thai_yen_order(
+        "order.created", billing={**THAI_BILLING, "first_name": "<script>x</script>"}
+    )
+    rendered = render_email("admin_new_order", **order_context(event.data, event.source))
+    assert "<script>" not in rendered.html and "&lt;script&gt;x&lt;/script&gt;" in rendered.html
+    assert "<script>x</script>" in rendered.text  # plain text is not HTML
