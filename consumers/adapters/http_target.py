@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import certifi
 import httpx
@@ -85,9 +85,15 @@ class HttpTarget(Protocol):
 def safe_url(url: str) -> str:
     """The URL without user info or query string: what logs and error messages may show."""
     parts = urlsplit(url)
+    return urlunsplit((parts.scheme, _netloc(parts), parts.path, "", ""))
+
+
+def _netloc(parts: SplitResult) -> str:
+    """Host and port without user info (IPv6 hosts keep their brackets)."""
     host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -144,10 +150,9 @@ class HttpTargetClient:
         parts = urlsplit(url)
         auth = None
         if parts.username is not None:
-            auth = httpx.BasicAuth(parts.username, parts.password or "")
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+            # Percent-encoded in the URL (a secret may hold "@" or ":"); sent decoded.
+            auth = httpx.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
+        base = urlunsplit((parts.scheme, _netloc(parts), parts.path.rstrip("/"), "", ""))
         self.display_url = base
         self.timeout = timeout
         self._client = httpx.AsyncClient(

@@ -226,3 +226,12 @@ def test_retry_after_parsing() -> None:
 
 def test_safe_url_drops_credentials_and_query() -> None:
     assert safe_url("https://sk:@api.example:8443/v1?api_secret=x") == "https://api.example:8443/v1"
+    assert safe_url("http://u:p@[::1]:8080/x") == "http://[::1]:8080/x"
+
+
+async def test_percent_encoded_credentials_are_sent_decoded(server: HttpTargetServer) -> None:
+    client = HttpTargetClient("crm", server.url.replace("http://", "http://api%40crm:p%3Ass@"))
+    await client.send("GET", "/x", idempotency_key="k")
+    await client.aclose()
+    expected = base64.b64encode(b"api@crm:p:ss").decode()
+    assert server.requests[0].headers["authorization"] == f"Basic {expected}"
