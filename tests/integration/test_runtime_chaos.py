@@ -3,7 +3,9 @@ message that crashes its consumer every time, SIGTERM during slow work, a broker
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from consumers.runtime import Delivery, HandlerSpec, Supervisor, versions
 from consumers.runtime.handler import AnyEnvelope
 from contracts.messages import ERROR_HEADER
 from contracts.orders import ORDER_EVENT_TYPES
+from fleet.errors import TransientError
 from fleet.settings import Settings
 from tests.builders import order_event
 from tests.support.amqp import apply, depth, drain, fast_fleet, publish, wait_until
@@ -223,3 +226,65 @@ async def test_sigterm_during_a_handler_slower_than_the_grace_requeues_its_messa
     [delivery] = again
     assert delivery.message_id == str(event.event_id)
     assert delivery.redelivered
+
+
+async def restart_broker_app() -> str:
+    """``rabbitmqctl stop_app`` then ``start_app``, as one shell command: even if this test is
+    interrupted half-way, the broker is started again."""
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None:
+        pytest.skip("rabbitmqctl is not installed here: cannot restart the broker")
+    process = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        '"$0" stop_app; stopped=$?; "$0" start_app && exit $stopped',
+        rabbitmqctl,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    return output.decode()
+
+
+@pytest.mark.chaos
+@pytest.mark.slow
+@pytest.mark.timeout(45)
+async def test_after_a_broker_restart_consumers_reconnect_and_retry_tiers_keep_their_messages(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    # Given a running consumer and a message waiting in a (quorum) retry tier of 6 s
+    fleet = fast_fleet(CONSUMER, tiers=(6.0,))
+    await apply(connection, fleet, vhost)
+    tier = names.retry_queue(CONSUMER, 6.0)
+    retried, fresh = (order_event("order.paid", unique=True) for _ in range(2))
+    handled: list[str] = []
+
+    async def fails_once(event: AnyEnvelope, delivery: Delivery) -> None:
+        if event.event_id == retried.event_id and delivery.attempt == 1:
+            raise TransientError("ERP answered 503")
+        handled.append(str(event.event_id))
+
+    sup = Supervisor(
+        [CONSUMER], settings, fleet=fleet, middleware=[], handlers={CONSUMER: (SPEC, fails_once)}
+    )
+    await sup.start()
+    assert sup.connection is not None
+    reconnected: list[str] = []
+    sup.connection.reconnect_callbacks.add(lambda *_: reconnected.append("consumer"))
+    connection.reconnect_callbacks.add(lambda *_: reconnected.append("test"))
+    try:
+        await publish(connection, retried)
+        await wait_until(lambda: sup.workers[CONSUMER].stats["retried"] == 1, timeout=5)
+        assert await depth(connection, tier) == 1
+        # When the broker's application is stopped and started again
+        await restart_broker_app()
+        await wait_until(lambda: {"consumer", "test"} <= set(reconnected), timeout=12)
+        # Then an event published after the restart is handled
+        await publish(connection, fresh)
+        # and so is the message that was in the retry tier while the broker was down
+        await wait_until(lambda: len(handled) == 2, timeout=10)
+    finally:
+        await sup.stop(5)
+    assert sorted(handled) == sorted([str(retried.event_id), str(fresh.event_id)])
+    assert sup.workers[CONSUMER].stats == {"retried": 1, "handled": 2}
