@@ -149,11 +149,13 @@ class SmtpMailer:
         except aiosmtplib.SMTPResponseException as exc:
             raise _reply_error(exc.code, exc.message, what) from exc
         except aiosmtplib.SMTPException as exc:
-            if not isinstance(exc, aiosmtplib.SMTPNotSupported) and "STARTTLS" not in str(exc):
+            if not isinstance(exc, aiosmtplib.SMTPNotSupported) and "not supported" not in str(exc):
                 raise _transient(exc, what) from exc
-            # Sending in clear text instead would leak the login and the shopper's mail.
+            # The server lacks STARTTLS or AUTH: sending in clear text or without a login instead
+            # would leak the password and the shopper's mail, so this waits for the operator.
             raise PermanentError(
-                f"{what}: {exc}; use smtp+insecure:// only for a relay you trust on loopback"
+                f"{what}: {exc}; check the scheme, port and login of WOOFLEET_SMTP_URL against "
+                "what the server offers (smtp+insecure:// only for a relay on loopback)"
             ) from exc
         except (TimeoutError, OSError) as exc:
             raise _transient(exc, what) from exc

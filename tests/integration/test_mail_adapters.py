@@ -60,6 +60,19 @@ async def test_starttls_with_login_is_required_and_works(tmp_path: Path) -> None
     assert len(server.received) == 2
 
 
+# aiosmtpd takes only STARTTLS for TLS and warns about AUTH on an implicit-TLS socket.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+async def test_smtps_speaks_tls_from_the_first_byte(tmp_path: Path) -> None:
+    with smtp_server(tls_dir=tmp_path, implicit_tls=True, login=("shop", "pw")) as server:
+        url = f"smtps://shop:pw@{server.host}:{server.port}?cafile={server.cafile}"
+        await SmtpMailer.from_url(url).send(thai_message())
+        # A plain client gets nowhere with it, and is told to try again rather than lose mail.
+        plain = SmtpMailer.from_url(f"smtp+insecure://{server.host}:{server.port}?timeout=2")
+        with pytest.raises(TransientError):
+            await plain.send(thai_message())
+    assert len(server.received) == 1
+
+
 async def test_wrong_password_is_permanent_and_names_the_setting(tmp_path: Path) -> None:
     with smtp_server(tls_dir=tmp_path, login=("shop", "right")) as server:
         url = f"smtp://shop:wrong@{server.host}:{server.port}?cafile={server.cafile}"
@@ -99,6 +112,13 @@ async def test_server_without_starttls_is_refused_for_smtp_urls() -> None:
         with pytest.raises(PermanentError, match=r"STARTTLS|smtp\+insecure"):
             await mailer.send(thai_message())
     assert server.received == []
+
+
+async def test_a_login_the_server_does_not_offer_is_permanent() -> None:
+    with smtp_server() as server:
+        mailer = SmtpMailer.from_url(f"smtp+insecure://u:pw@{server.host}:{server.port}")
+        with pytest.raises(PermanentError, match="WOOFLEET_SMTP_URL"):
+            await mailer.send(thai_message())
 
 
 async def test_file_mail_sink_writes_a_parseable_eml(tmp_path: Path) -> None:

@@ -119,8 +119,10 @@ def smtp_server(
     *,
     tls_dir: Path | None = None,
     login: tuple[str, str] | None = None,
+    implicit_tls: bool = False,
 ) -> Iterator[SmtpServer]:
-    """Serve SMTP on 127.0.0.1; with ``tls_dir`` STARTTLS is required, with ``login`` AUTH is."""
+    """Serve SMTP on 127.0.0.1; with ``tls_dir`` STARTTLS is required (or, with
+    ``implicit_tls``, TLS from the first byte), with ``login`` AUTH is."""
     handler = RecordingHandler()
     kwargs: dict[str, Any] = {}
     cafile = None
@@ -128,7 +130,10 @@ def smtp_server(
         cafile, keyfile = self_signed(tls_dir)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cafile, keyfile)
-        kwargs.update(tls_context=context, require_starttls=True)
+        if implicit_tls:
+            kwargs.update(ssl_context=context)
+        else:
+            kwargs.update(tls_context=context, require_starttls=True)
     if login is not None:
 
         def authenticator(
@@ -148,7 +153,8 @@ def smtp_server(
         kwargs.update(
             authenticator=authenticator,
             auth_required=True,
-            auth_require_tls=tls_dir is not None,
+            # aiosmtpd only counts STARTTLS as TLS; with implicit TLS the socket already is.
+            auth_require_tls=tls_dir is not None and not implicit_tls,
         )
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
