@@ -82,6 +82,7 @@ class ConsumerWorker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        self._keys_in_progress: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._log = with_context(log, consumer=policy.name)
         bp = policy.breaker
@@ -223,14 +224,31 @@ class ConsumerWorker:
             ),
             headers=headers,
         )
-        if (
-            self.spec.business_key
-            and self.ledger
-            and await self.ledger.is_done(self.policy.name, key)
-        ):
-            delivery.log.info("already done (duplicate delivery); acking without a second effect")
-            await self._ack(message, delivery, "duplicate")
+        if self.spec.business_key is None or self.ledger is None:
+            await self._handle(message, headers, event, delivery)
             return
+        # Two copies of one fact can arrive in the same prefetch window (order.created and
+        # order.updated with one body): the second waits for the first, then finds it done.
+        while (running := self._keys_in_progress.get(key)) is not None:
+            await running.wait()
+        self._keys_in_progress[key] = asyncio.Event()
+        try:
+            if await self.ledger.is_done(self.policy.name, key):
+                delivery.log.info("already done (duplicate delivery); acking, no second effect")
+                await self._ack(message, delivery, "duplicate")
+                return
+            await self._handle(message, headers, event, delivery)
+        finally:
+            self._keys_in_progress.pop(key).set()
+
+    async def _handle(
+        self,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        event: AnyEnvelope,
+        delivery: Delivery,
+    ) -> None:
+        attempt, key = delivery.attempt, delivery.business_key
         if not await self._breaker_allows():
             # Stopping while the breaker holds this message: the broker gets it back.
             await self._settle(message.nack(requeue=True))
