@@ -90,4 +90,6 @@ class LoyaltyHandler:
 
 
 def build(settings: Settings) -> Handler:
-    return LoyaltyHandler(target_from_settings(settings, "loyalty"))
+    return LoyaltyHandler(
+        target_from_settings(settings, "loyalty"), settings.loyalty_points_per_unit
+    )

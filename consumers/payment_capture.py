@@ -138,4 +138,7 @@ class PaymentCaptureHandler:
 
 
 def build(settings: Settings) -> Handler:
-    return PaymentCaptureHandler(target_from_settings(settings, "payment_capture", timeout=20))
+    methods = (m.strip() for m in settings.payment_capture_methods.split(",") if m.strip())
+    return PaymentCaptureHandler(
+        target_from_settings(settings, "payment_capture", timeout=20), methods
+    )

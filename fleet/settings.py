@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -36,6 +37,12 @@ class Settings(BaseSettings):
     mail_from: str = "shop@localhost"
     admin_email: str = ""
     var_dir: Path = Path("var")
+
+    #: Payment methods whose orders are only authorised at checkout and captured by woofleet
+    #: (comma-separated gateway ids, e.g. ``stripe,stripe_cc``); order meta can also mark it.
+    payment_capture_methods: str = ""
+    #: Loyalty points per whole unit of an order's total.
+    loyalty_points_per_unit: Decimal = Decimal("1")
 
     #: HTTP targets by normalised name (``erp_sync``), from ``WOOFLEET_<TARGET>_URL``.
     targets: dict[str, str] = Field(default_factory=dict)
