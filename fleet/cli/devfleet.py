@@ -10,6 +10,7 @@ import asyncio
 import logging
 import random
 import signal
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from consumers.runtime.supervisor import Supervisor
+from contracts.catalog import StockLevel
 from fleet.amqp import connect
+from fleet.cli.catalog import publish as publish_catalog
 from fleet.health import health_routes, serve_in_background
 from fleet.management import Management
 from fleet.settings import Settings, target_key
@@ -50,7 +53,8 @@ class DevFleet:
         self.settings = settings
         self.host, self.port, self.health_port = host, port, health_port
         self.fleet = fleet
-        self.console = Console(stderr=False)
+        # Wide enough for the summary table when output is piped (rich assumes 80 columns).
+        self.console = Console(width=None if sys.stdout.isatty() else 120)
 
     async def main(self, *, demo_orders: int | None, keep_running: bool) -> int:
         stop = asyncio.Event()
@@ -123,6 +127,9 @@ class DevFleet:
                 if response.status_code >= 300:
                     rejected += 1
                     log.error("demo delivery refused: %s %s", response.status_code, response.text)
+        # And one bulk catalog command, as `woofleet catalog push --kind stock` would send it.
+        levels = [StockLevel(product_id=100 + n, stock_quantity=10 * n) for n in range(1, 4)]
+        await publish_catalog(self.settings, "stock", levels)
         await self._wait_until_settled(supervisor)
         self._print_summary(supervisor)
         return 1 if rejected else 0
@@ -161,7 +168,7 @@ class DevFleet:
                 str(s["duplicate"]),
                 str(s["retried"]),
                 str(s["dead"]),
-                _output_of(name, self.settings),
+                _output_of(name, self.settings) if s["handled"] else "-",
             )
         self.console.print(table)
         delayed = names.delay_queue("review-request")
