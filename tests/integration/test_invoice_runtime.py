@@ -46,3 +46,22 @@ async def test_paid_and_refunded_store_one_invoice_and_one_credit_note_despite_d
     assert pdfs_under(root) == sorted([invoice, credit_note])
     assert "¥4,800" in pdf_text(invoice.read_bytes())
     assert "-¥1,200" in pdf_text(credit_note.read_bytes())
+
+
+async def test_back_to_back_copies_in_one_prefetch_window_store_one_invoice(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    fleet = fast_fleet("invoice")
+    await apply(connection, fleet, vhost)
+    paid = thai_yen_order("order.paid")
+    await publish(connection, paid)
+    await publish(connection, paid)
+    sup = Supervisor(["invoice"], settings, fleet=fleet, middleware=[])
+    await sup.start()
+    try:
+        await wait_until(lambda: sum(sup.workers["invoice"].stats.values()) == 2)
+    finally:
+        await sup.stop(5)
+    assert sup.workers["invoice"].stats == {"handled": 1, "duplicate": 1}
+    root = Path(settings.invoice_store.removeprefix("file://"))
+    assert pdfs_under(root) == [root / "invoices/11/INV-11.pdf"]

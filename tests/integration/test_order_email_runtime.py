@@ -92,11 +92,6 @@ async def test_an_smtp_outage_is_retried_until_the_server_is_back(
     assert len(smtp.received) == 1
 
 
-@pytest.mark.xfail(
-    reason="the runtime checks the ledger before the handler and records after it, so two "
-    "copies of one message taken in the same prefetch window both run (reported to the lead)",
-    strict=False,
-)
 async def test_back_to_back_duplicates_in_one_prefetch_window_send_one_email(
     connection: AbstractRobustConnection, vhost: str, mail_settings: Settings, smtp: SmtpServer
 ) -> None:
