@@ -84,6 +84,20 @@ def settings(tmp_path: Path, amqp_url: str) -> Settings:
 
 
 @pytest.fixture
+def cli_env(amqp_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a ``woofleet`` subprocess: this test's vhost, state and var directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WOOFLEET_")}
+    env.update(
+        WOOFLEET_AMQP_URL=amqp_url,
+        WOOFLEET_MANAGEMENT_URL=MANAGEMENT_URL,
+        WOOFLEET_STATE_URL=f"sqlite:///{tmp_path}/state.db",
+        WOOFLEET_VAR_DIR=str(tmp_path / "var"),
+        WOOFLEET_INVOICE_STORE=f"file://{tmp_path}/invoices",
+    )
+    return env
+
+
+@pytest.fixture
 async def connection(
     settings: Settings, request: pytest.FixtureRequest
 ) -> AsyncIterator[AbstractRobustConnection]:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from tests.builders import order_event
-from tests.conftest import MANAGEMENT_URL
 from tests.support.amqp import apply, depth, fast_fleet
+from tests.support.net import free_port
 from topology import names
 
 pytestmark = pytest.mark.integration
@@ -33,25 +30,6 @@ def woofleet(
         timeout=timeout,
         check=False,
     )
-
-
-@pytest.fixture
-def cli_env(amqp_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WOOFLEET_")}
-    env.update(
-        WOOFLEET_AMQP_URL=amqp_url,
-        WOOFLEET_MANAGEMENT_URL=MANAGEMENT_URL,
-        WOOFLEET_STATE_URL=f"sqlite:///{tmp_path}/state.db",
-        WOOFLEET_VAR_DIR=str(tmp_path / "var"),
-        WOOFLEET_INVOICE_STORE=f"file://{tmp_path}/invoices",
-    )
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_topology_apply_twice_reports_nothing_new(cli_env: dict[str, str]) -> None:
