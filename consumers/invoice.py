@@ -4,7 +4,8 @@ Keys are deterministic (``invoices/<order number>/INV-<number>.pdf``,
 ``credit-notes/<order number>/CN-<number>-<refund id>.pdf``) and documents are write-once: a
 redelivery, or a later event about the same order, finds the document and leaves it alone.
 
-The seller block comes from ``<var_dir>/seller.toml`` when it exists (keys ``name``, ``address``
+The seller block comes from ``WOOFLEET_SELLER_FILE`` (default ``<var_dir>/seller.toml``) when it
+exists (keys ``name``, ``address``
 as a list of lines, ``tax_id``, ``email``, ``invoice_prefix``, ``credit_note_prefix``); otherwise
 the shop's host name and ``WOOFLEET_MAIL_FROM`` stand in.
 """
@@ -97,6 +98,8 @@ class Invoices:
 
 
 def build(settings: Settings) -> Handler:
-    seller = load_seller(settings.var_dir / "seller.toml", settings.mail_from)
+    seller = load_seller(
+        settings.seller_file or settings.var_dir / "seller.toml", settings.mail_from
+    )
     log.info("invoice seller: %s", seller.name or "the shop's host name (no seller.toml)")
     return Invoices(invoice_store_from_settings(settings), seller)

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     #: Loyalty points per whole unit of an order's total.
     loyalty_points_per_unit: Decimal = Decimal("1")
 
+    #: The invoice seller block (TOML: name, address, tax_id, email, prefixes); default
+    #: ``<var_dir>/seller.toml``. In Kubernetes, mount it from a ConfigMap.
+    seller_file: Path | None = None
+
     #: HTTP targets by normalised name (``erp_sync``), from ``WOOFLEET_<TARGET>_URL``.
     targets: dict[str, str] = Field(default_factory=dict)
 
