@@ -25,7 +25,7 @@ from topology.names import EVENTS_EXCHANGE
 log = logging.getLogger(__name__)
 
 #: Messages in flight at once in ``publish_many``: enough to hide the confirm round trip.
-DEFAULT_WINDOW = 1000
+DEFAULT_WINDOW = 10_000
 
 
 class ConfirmedPublisher:

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from aio_pika.abc import AbstractRobustConnection
@@ -32,6 +33,8 @@ BATCH = 1000
 IDLE_POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 10.0
 OPEN_TIMEOUT_SECONDS = 5.0
+#: Confirmed outbox rows remembered for requests that ask after the fact.
+RECENT_CONFIRMS = 50_000
 
 Connect = Callable[[], Awaitable[AbstractRobustConnection]]
 
@@ -64,6 +67,7 @@ class OutboxRelay:
         self._publisher: ConfirmedPublisher | None = None
         self._wake = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._done: OrderedDict[int, None] = OrderedDict()
         self._stopping = False
         self._backoff = 0.0
         self._reopen = False
@@ -88,7 +92,10 @@ class OutboxRelay:
     async def wait_published(self, seqs: Iterable[int], timeout: float) -> bool:
         """Wait until these outbox rows are confirmed by the broker (False on timeout)."""
         loop = asyncio.get_running_loop()
-        futures = [self._waiters.setdefault(s, loop.create_future()) for s in seqs]
+        # A row may be confirmed before its request gets here (the store yielded in between).
+        futures = [
+            self._waiters.setdefault(s, loop.create_future()) for s in seqs if s not in self._done
+        ]
         self.wake()
         if not futures:
             return True
@@ -174,6 +181,9 @@ class OutboxRelay:
 
     def _resolve(self, seqs: Iterable[int]) -> None:
         for seq in seqs:
+            self._done[seq] = None
+            if len(self._done) > RECENT_CONFIRMS:
+                self._done.popitem(last=False)
             future = self._waiters.pop(seq, None)
             if future is not None and not future.done():
                 future.set_result(None)

@@ -3,11 +3,12 @@
 Calls run on the event loop's thread: each is a short local transaction, and not yielding
 inside one is what makes a ``transition`` atomic for this process. ``BEGIN IMMEDIATE`` takes
 SQLite's write lock first, so other processes on the same file (``woofleet reconcile``) are
-serialised too.
+serialised too. Transitions are group-committed (see :meth:`SqliteStore.transition`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -49,6 +50,7 @@ def _now() -> str:
 class SqliteStore:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
+        self._batch: list[tuple[ResourceKey, Decide, asyncio.Future[list[int]]]] = []
 
     @classmethod
     def open(cls, state_url: str) -> SqliteStore:
@@ -57,41 +59,75 @@ class SqliteStore:
         return cls(connection)
 
     async def transition(self, key: ResourceKey, decide: Decide) -> list[int]:
+        # Group commit: transitions submitted in the same loop iteration share one transaction
+        # (one WAL write instead of one per delivery); each keeps its own savepoint, so one
+        # failing delivery does not undo the others. Items run in submission order, so two
+        # deliveries of one order in a batch still see each other's state.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[int]] = loop.create_future()
+        self._batch.append((key, decide, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._commit_batch)
+        return await future
+
+    def _commit_batch(self) -> None:
+        batch, self._batch = self._batch, []
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        outcomes: list[tuple[asyncio.Future[list[int]], list[int] | BaseException]] = []
         try:
-            row = db.execute(
-                "SELECT state FROM publisher_resource_state "
-                "WHERE source = ? AND kind = ? AND resource_id = ?",
-                (key.source, key.kind, key.resource_id),
-            ).fetchone()
-            new_state, messages = decide(json.loads(row[0]) if row else None)
-            if new_state is not None:
-                db.execute(
-                    "INSERT INTO publisher_resource_state VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (source, kind, resource_id) "
-                    "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                    (key.source, key.kind, key.resource_id, json.dumps(new_state), _now()),
-                )
-            seqs = []
-            queued_at = _now()
-            for message in messages:
-                cursor = db.execute(
-                    "INSERT INTO publisher_outbox "
-                    "(message_id, routing_key, body, properties, queued_at) VALUES (?, ?, ?, ?, ?)",
-                    (
-                        message.message_id,
-                        message.routing_key,
-                        message.body,
-                        message.properties_json(),
-                        queued_at,
-                    ),
-                )
-                seqs.append(int(cursor.lastrowid or 0))
+            db.execute("BEGIN IMMEDIATE")
+            for key, decide, future in batch:
+                db.execute("SAVEPOINT delivery")
+                try:
+                    outcome: list[int] | BaseException = self._apply(key, decide)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO delivery")
+                    outcome = exc
+                db.execute("RELEASE delivery")
+                outcomes.append((future, outcome))
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        except Exception as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            outcomes = [(future, exc) for _, _, future in batch]
+        for future, result in outcomes:
+            if future.cancelled():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    def _apply(self, key: ResourceKey, decide: Decide) -> list[int]:
+        db = self._db
+        row = db.execute(
+            "SELECT state FROM publisher_resource_state "
+            "WHERE source = ? AND kind = ? AND resource_id = ?",
+            (key.source, key.kind, key.resource_id),
+        ).fetchone()
+        new_state, messages = decide(json.loads(row[0]) if row else None)
+        if new_state is not None:
+            db.execute(
+                "INSERT INTO publisher_resource_state VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (source, kind, resource_id) "
+                "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                (key.source, key.kind, key.resource_id, json.dumps(new_state), _now()),
+            )
+        seqs = []
+        queued_at = _now()
+        for message in messages:
+            cursor = db.execute(
+                "INSERT INTO publisher_outbox "
+                "(message_id, routing_key, body, properties, queued_at) VALUES (?, ?, ?, ?, ?)",
+                (
+                    message.message_id,
+                    message.routing_key,
+                    message.body,
+                    message.properties_json(),
+                    queued_at,
+                ),
+            )
+            seqs.append(int(cursor.lastrowid or 0))
         return seqs
 
     async def pending(self, limit: int) -> list[OutboxRow]:

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,6 +46,8 @@ WEBHOOK_PATH = "/webhooks/woocommerce"
 ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.deleted", "order.restored"})
 PRODUCT_TOPICS = frozenset({"product.created", "product.updated"})
 _PING = re.compile(rb"webhook_id=\d+")
+#: How often the webhook logs what it received (per-delivery lines are DEBUG).
+SUMMARY_SECONDS = 30
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:
@@ -97,6 +100,9 @@ class WebhookApp:
         self._ingest: Ingest | None = None
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
+        self._summary_task: asyncio.Task[None] | None = None
+        self._window: Counter[str] = Counter()
+        self._window_events: Counter[str] = Counter()
         self.asgi = Starlette(
             routes=[
                 Route(WEBHOOK_PATH, self.receive, methods=["POST"]),
@@ -124,16 +130,22 @@ class WebhookApp:
             max_backoff=self.ingress.outbox_retry_max_seconds,
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox relay")
+        self._summary_task = asyncio.create_task(self._summaries(), name="webhook summaries")
         self.relay.wake()
 
     async def stop(self) -> None:
+        if self._summary_task is not None:
+            self._summary_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._summary_task
+            self._log_summary()
         if self.relay is not None and self._relay_task is not None:
             await self.relay.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._relay_task, 10)
         if self._store is not None:
             await self._store.close()
-        self._store = self._ingest = self.relay = self._relay_task = None
+        self._store = self._ingest = self.relay = self._relay_task = self._summary_task = None
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -147,6 +159,7 @@ class WebhookApp:
     async def receive(self, request: Request) -> Response:
         started = time.perf_counter()
         outcome, response = await self._receive(request)
+        self._window[outcome] += 1
         self.metrics.deliveries.labels(outcome).inc()
         self.metrics.latency.observe(time.perf_counter() - started)
         return response
@@ -226,7 +239,7 @@ class WebhookApp:
         relay = self.relay
         if relay is None or not result.seqs:
             return
-        if relay.is_leader and relay.broker_up:
+        if relay.is_leader and relay.broker_up and self.ingress.webhook_confirm_wait_seconds > 0:
             confirmed = await relay.wait_published(
                 result.seqs, self.ingress.webhook_confirm_wait_seconds
             )
@@ -235,12 +248,36 @@ class WebhookApp:
         else:
             relay.wake()
 
-    @staticmethod
-    def _log_accepted(topic: str, resource_id: Any, result: IngestResult) -> None:
+    def _log_accepted(self, topic: str, resource_id: Any, result: IngestResult) -> None:
+        # One line per delivery only at DEBUG: at shop scale they would bury everything else;
+        # INFO gets a summary every SUMMARY_SECONDS instead.
+        self._window_events.update(result.events)
         if result.events:
-            log.info("webhook: %s id=%s -> %s", topic, resource_id, " ".join(result.events))
+            log.debug("webhook: %s id=%s -> %s", topic, resource_id, " ".join(result.events))
         else:
             log.debug("webhook: %s id=%s -> nothing (%s)", topic, resource_id, result.note)
+
+    async def _summaries(self) -> None:
+        while True:
+            await asyncio.sleep(SUMMARY_SECONDS)
+            self._log_summary()
+
+    def _log_summary(self) -> None:
+        if not self._window:
+            return
+        outcomes = ", ".join(f"{n} {o}" for o, n in sorted(self._window.items()))
+        events = ", ".join(f"{n} {t}" for t, n in sorted(self._window_events.items())) or "none"
+        broker = "up" if self.relay is not None and self.relay.broker_up else "AWAY (outbox)"
+        log.info(
+            "webhook: %d deliveries in the last %ds (%s); events queued: %s; broker %s",
+            sum(self._window.values()),
+            SUMMARY_SECONDS,
+            outcomes,
+            events,
+            broker,
+        )
+        self._window.clear()
+        self._window_events.clear()
 
     def source_of(self, request: Request) -> str:
         """The store: WOOFLEET_WOO_URL when set (the header is not signed), else the header."""

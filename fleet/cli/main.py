@@ -25,6 +25,7 @@ VERBS: tuple[str, ...] = (
     "dlq",
     "webhook",
     "reconcile",
+    "simulate",
     "catalog",
 )
 
