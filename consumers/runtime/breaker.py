@@ -57,6 +57,9 @@ class CircuitBreaker:
         self._clock = clock
         self._on_change = on_change
         self._outcomes: deque[tuple[float, bool]] = deque()
+        #: Failures among ``_outcomes``, kept as they come and go: a busy consumer records
+        #: thousands of outcomes per window, too many to count on every call.
+        self._failures = 0
         self._state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._probe_out = False
@@ -90,7 +93,7 @@ class CircuitBreaker:
         now = self._clock()
         if state is BreakerState.HALF_OPEN:
             if success:
-                self._outcomes.clear()
+                self._forget_all()
                 self._move(BreakerState.CLOSED)
             else:
                 self._open(now)
@@ -99,10 +102,11 @@ class CircuitBreaker:
             # Late results of calls that started before the breaker opened change nothing.
             return
         self._outcomes.append((now, success))
+        if not success:
+            self._failures += 1
         self._forget_before(now - self.window)
         calls = len(self._outcomes)
-        failures = sum(1 for _, ok in self._outcomes if not ok)
-        if calls >= self.min_calls and failures / calls >= self.failure_ratio:
+        if calls >= self.min_calls and self._failures / calls >= self.failure_ratio:
             self._open(now)
 
     @property
@@ -111,15 +115,21 @@ class CircuitBreaker:
         self._forget_before(self._clock() - self.window)
         if not self._outcomes:
             return 0.0
-        return sum(1 for _, ok in self._outcomes if not ok) / len(self._outcomes)
+        return self._failures / len(self._outcomes)
 
     def _forget_before(self, cutoff: float) -> None:
         while self._outcomes and self._outcomes[0][0] <= cutoff:
-            self._outcomes.popleft()
+            _, ok = self._outcomes.popleft()
+            if not ok:
+                self._failures -= 1
+
+    def _forget_all(self) -> None:
+        self._outcomes.clear()
+        self._failures = 0
 
     def _open(self, now: float) -> None:
         self._opened_at = now
-        self._outcomes.clear()
+        self._forget_all()
         self._move(BreakerState.OPEN)
 
     def _move(self, new: BreakerState) -> None:
