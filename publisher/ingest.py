@@ -59,11 +59,11 @@ class Ingest:
             return IngestResult(note=f"status {order.get('status')}: not an order yet")
         try:
             data = order_data_from_woo(order)
-        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+        except (ValidationError, KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, ValidationError):
                 raise contract_error("order", order, exc) from None
             raise ContractError(
-                f"order {order.get('id', '?')} lacks a field every order has ({type(exc).__name__})"
+                f"order {order.get('id', '?')} is not shaped like an order ({type(exc).__name__})"
             ) from None
         priority = self._rules.priority_for(order)
         planned: list[Plan] = []
@@ -96,7 +96,7 @@ class Ingest:
             data = product_data_from_woo(product)
         except ValidationError as exc:
             raise contract_error("product", product, exc) from None
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ContractError(
                 f"product {product.get('id', '?')} lacks a field every product has "
                 f"({type(exc).__name__})"

@@ -218,7 +218,7 @@ class WebhookApp:
         except ContractError as exc:
             log.error("webhook: %s delivery refused (400): %s", topic, exc)
             return "contract", _json(400, {"error": str(exc)})
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.error(
                 "webhook: %s delivery for id %s is not usable (400): %s",
                 topic,
