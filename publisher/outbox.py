@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -72,6 +73,7 @@ class OutboxRelay:
         self._backoff = 0.0
         self._reopen = False
         self.is_leader = False
+        self._lease_renewed = 0.0
         self.last_error: str = ""
 
     # -- state the webhook reads ------------------------------------------------------------
@@ -155,13 +157,12 @@ class OutboxRelay:
 
     async def drain(self) -> int:
         """Publish everything queued now; return how many were confirmed."""
-        self.is_leader = await self._store.take_lease(LEASE_NAME, self.holder, LEASE_SECONDS)
-        if not self.is_leader:
+        if not await self._hold_lease():
             return 0
         if not await self._ensure_publisher():
             return 0
         total = 0
-        while True:
+        while await self._hold_lease():
             rows = await self._store.pending(self._batch)
             if not rows:
                 self._backoff = 0.0
@@ -178,6 +179,15 @@ class OutboxRelay:
             if failures:
                 self._report_failures(failures, len(rows))
                 return total
+        return total
+
+    async def _hold_lease(self) -> bool:
+        now = time.monotonic()
+        if not self.is_leader or now - self._lease_renewed > LEASE_SECONDS / 3:
+            # Renewed a few times per lease period, not on every batch: it is a write.
+            self.is_leader = await self._store.take_lease(LEASE_NAME, self.holder, LEASE_SECONDS)
+            self._lease_renewed = now
+        return self.is_leader
 
     def _resolve(self, seqs: Iterable[int]) -> None:
         for seq in seqs:

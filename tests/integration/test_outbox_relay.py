@@ -170,3 +170,33 @@ def _count(steps: list[Step]) -> int:
         states[step.order["id"]] = plan.state or states[step.order["id"]]
         total += len(plan.events)
     return total
+
+
+async def test_two_relays_on_one_outbox_publish_each_event_once(
+    settings: Settings, connection: AbstractRobustConnection
+) -> None:
+    from fleet.amqp import connect
+    from publisher.ingest import Ingest
+    from publisher.outbox import OutboxRelay
+    from publisher.store_sqlite import SqliteStore
+
+    inbox: asyncio.Queue[Captured] = asyncio.Queue()
+    channel = await capture_events(connection, inbox)
+    stores = [SqliteStore.open(settings.state_url) for _ in range(2)]
+    relays = [OutboxRelay(s, lambda: connect(settings, name="relay")) for s in stores]
+    rng = random.Random(3)
+    start = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+    steps = [s for order_id in range(800, 840) for s in story(rng, order_id, start)]
+    for step in steps:
+        await Ingest(stores[0]).order("https://shop.example", step.order)
+    total = await stores[0].depth()
+    await asyncio.gather(*(r.flush(10) for r in relays))
+    assert sum(r.is_leader for r in relays) == 1
+    events = [await asyncio.wait_for(inbox.get(), 10) for _ in range(total)]
+    await asyncio.sleep(0.5)
+    assert inbox.empty() and len({e.message_id for e in events}) == total
+    for relay in relays:
+        await relay.close()
+    for store in stores:
+        await store.close()
+    await channel.close()
