@@ -83,6 +83,9 @@ class ConsumerWorker:
         self._idle.set()
         self._stopping = False
         self._keys_in_progress: dict[str, asyncio.Event] = {}
+        #: Message ids this worker put back itself because the broker refused their retry or
+        #: dead letter: their redelivery is not a crash and must not count towards the limit.
+        self._refused: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._log = with_context(log, consumer=policy.name)
         bp = policy.breaker
@@ -180,6 +183,8 @@ class ConsumerWorker:
                 self.policy.work_queue,
             )
             await asyncio.sleep(REFUSED_BACKOFF)
+            if message.message_id:
+                self._refused.add(message.message_id)
             await self._settle(message.nack(requeue=True))
         except Exception:
             self._log.exception("runtime failure on message %s; it is requeued", message.message_id)
@@ -193,7 +198,9 @@ class ConsumerWorker:
         headers: dict[str, Any] = dict(message.headers or {})
         attempt = attempt_of(headers)
         message_id = message.message_id or ""
-        if message.redelivered and self.ledger is not None:
+        refused_before = message_id in self._refused
+        self._refused.discard(message_id)
+        if message.redelivered and self.ledger is not None and not refused_before:
             count = await self.ledger.count_redelivery(self.policy.name, message_id)
             if count >= self.policy.max_attempts:
                 reason = (
