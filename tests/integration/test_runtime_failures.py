@@ -133,6 +133,7 @@ async def test_starting_a_consumer_without_its_work_queue_says_to_apply_the_topo
     assert "woofleet topology apply" in str(caught.value)
 
 
+@pytest.mark.slow  # the management API shows a new policy only at its next stats update
 @pytest.mark.parametrize(
     ("quorum", "room"),
     [
