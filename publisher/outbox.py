@@ -17,13 +17,13 @@ import socket
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 
 from aio_pika.abc import AbstractRobustConnection
 
-from fleet.errors import TopologyError, UnroutableError
-from publisher.confirmed import ConfirmedPublisher
-from publisher.store import PublisherStore
+from fleet.errors import PublishError, TopologyError, UnroutableError
+from publisher.confirmed import DEFAULT_WINDOW, ConfirmedPublisher
+from publisher.store import OutboxRow, PublisherStore
 from topology.names import EVENTS_EXCHANGE
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,10 @@ BATCH = 1000
 IDLE_POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 10.0
 OPEN_TIMEOUT_SECONDS = 5.0
+#: How long closing waits for confirms of messages in flight.
+CLOSE_SETTLE_SECONDS = 5.0
+#: How long recovery waits for confirms of messages in flight before sending them again.
+SETTLE_SECONDS = 30.0
 #: Confirmed outbox rows remembered for requests that ask after the fact.
 RECENT_CONFIRMS = 50_000
 
@@ -56,6 +60,7 @@ class OutboxRelay:
         batch: int = BATCH,
         on_published: Callable[[int], None] | None = None,
         max_backoff: float = MAX_BACKOFF_SECONDS,
+        window: int = DEFAULT_WINDOW,
     ) -> None:
         self._max_backoff = max_backoff
         self._store = store
@@ -71,7 +76,11 @@ class OutboxRelay:
         self._done: OrderedDict[int, None] = OrderedDict()
         self._stopping = False
         self._backoff = 0.0
-        self._reopen = False
+        self._failed = False
+        self._sent_upto = 0
+        self._slots = asyncio.Semaphore(window)
+        self._inflight: set[asyncio.Future[None]] = set()
+        self._confirmed: list[int] = []
         self.is_leader = False
         self._lease_renewed = 0.0
         self.last_error: str = ""
@@ -132,6 +141,8 @@ class OutboxRelay:
 
     async def close(self) -> None:
         """Drop the broker connection and give up the lease (another relay may take over)."""
+        with contextlib.suppress(Exception):
+            await self._settle(CLOSE_SETTLE_SECONDS)
         await self._disconnect()
         with contextlib.suppress(Exception):
             await self._store.release_lease(LEASE_NAME, self.holder)
@@ -145,6 +156,7 @@ class OutboxRelay:
         deadline = loop.time() + timeout
         while await self._store.depth() and loop.time() < deadline:
             await self.drain()
+            await self._settle()
             if not self.is_leader:
                 break
             if await self._store.depth():
@@ -156,30 +168,84 @@ class OutboxRelay:
         self.wake()
 
     async def drain(self) -> int:
-        """Publish everything queued now; return how many were confirmed."""
+        """Send everything queued after what is already in flight; return how many were sent.
+
+        Sending does not wait for earlier confirms: each message's confirm resolves its waiter
+        and queues its row for deletion on its own, so a delivery waits for its own events
+        only. Messages go out on one channel in outbox order. After a failure, the rows still
+        in the outbox are sent again, from the oldest, once the channel is reopened.
+        """
+        await self._delete_confirmed()
+        if self._failed:
+            await self._recover()
         if not await self._hold_lease():
             return 0
         if not await self._ensure_publisher():
             return 0
-        total = 0
-        while await self._hold_lease():
-            rows = await self._store.pending(self._batch)
+        sent = 0
+        while not self._failed and await self._hold_lease():
+            rows = await self._store.pending(self._batch, after=self._sent_upto)
             if not rows:
-                self._backoff = 0.0
-                return total
-            assert self._publisher is not None
-            results = await self._publisher.send_many([row.message for row in rows])
-            confirmed = [row.seq for row, error in zip(rows, results, strict=True) if error is None]
+                break
+            for row in rows:
+                await self._slots.acquire()
+                if self._failed:
+                    self._slots.release()
+                    break
+                task = asyncio.ensure_future(self._send(row))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                self._sent_upto = row.seq
+                sent += 1
+        if not self._failed:
+            self._backoff = 0.0
+        return sent
+
+    async def _send(self, row: OutboxRow) -> None:
+        publisher = self._publisher
+        try:
+            if publisher is None:
+                raise PublishError("the publisher was closed")
+            await publisher.send(row.message)
+        except PublishError as exc:
+            if not self._failed:
+                self._failed = True
+                self._report_failure(exc)
+            self.wake()
+        else:
+            self._confirmed.append(row.seq)
+            self._resolve((row.seq,))
+            if self._on_published is not None:
+                self._on_published(1)
+            # Confirmed rows are deleted in batches by the next round of the loop (at the
+            # latest after IDLE_POLL_SECONDS): a crash before that republishes them.
+        finally:
+            self._slots.release()
+
+    async def _settle(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait for every message in flight to be confirmed or to fail; delete the confirmed.
+
+        A send still pending after ``timeout`` is given up: its row stays in the outbox and is
+        sent again (a possible duplicate, with the same message_id).
+        """
+        if self._inflight:
+            _, stuck = await asyncio.wait(set(self._inflight), timeout=timeout)
+            for task in stuck:
+                task.cancel()
+        await self._delete_confirmed()
+
+    async def _delete_confirmed(self) -> None:
+        confirmed, self._confirmed = self._confirmed, []
+        if confirmed:
             await self._store.delete(confirmed)
-            total += len(confirmed)
-            self._resolve(confirmed)
-            if self._on_published is not None and confirmed:
-                self._on_published(len(confirmed))
-            failures = [(row, e) for row, e in zip(rows, results, strict=True) if e is not None]
-            if failures:
-                self._report_failures(failures, len(rows))
-                return total
-        return total
+
+    async def _recover(self) -> None:
+        # Let everything in flight finish, so what was confirmed is deleted and what was not is
+        # sent again from the oldest row, on a new channel.
+        await self._settle()
+        self._failed = False
+        self._sent_upto = 0
+        await self._close_publisher()
 
     async def _hold_lease(self) -> bool:
         now = time.monotonic()
@@ -198,28 +264,13 @@ class OutboxRelay:
             if future is not None and not future.done():
                 future.set_result(None)
 
-    def _report_failures(
-        self, failures: Sequence[tuple[object, BaseException]], batch: int
-    ) -> None:
-        first = failures[0][1]
-        self.last_error = str(first)
-        level = logging.ERROR if isinstance(first, UnroutableError) else logging.WARNING
-        log.log(
-            level,
-            "outbox relay: %d of %d events not confirmed, kept in the outbox (%s)",
-            len(failures),
-            batch,
-            first,
-        )
+    def _report_failure(self, error: PublishError) -> None:
+        self.last_error = str(error)
+        level = logging.ERROR if isinstance(error, UnroutableError) else logging.WARNING
+        log.log(level, "outbox relay: events not confirmed, kept in the outbox (%s)", error)
         self._backoff = min(max(self._backoff * 2, 0.5), self._max_backoff)
-        if not isinstance(first, UnroutableError):
-            # A lost channel is reopened on the next round.
-            self._reopen = True
 
     async def _ensure_publisher(self) -> bool:
-        if self._reopen:
-            self._reopen = False
-            await self._close_publisher()
         if self._publisher is not None and self._publisher.is_open:
             return True
         try:

@@ -36,8 +36,8 @@ class PublisherStore(Protocol):
     async def transition(self, key: ResourceKey, decide: Decide) -> list[int]:
         """Lock the resource's state, run ``decide``, save and queue; return the outbox seqs."""
 
-    async def pending(self, limit: int) -> list[OutboxRow]:
-        """The oldest queued messages, in the order they were queued."""
+    async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
+        """The oldest queued messages with ``seq > after``, in the order they were queued."""
 
     async def delete(self, seqs: Sequence[int]) -> None: ...
 

@@ -101,12 +101,12 @@ class PostgresStore:
                 seqs.append(int(str(inserted[0])))
         return seqs
 
-    async def pending(self, limit: int) -> list[OutboxRow]:
+    async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
         async with self._lock:
             cursor = await self._db.execute(
                 "SELECT seq, routing_key, body, properties FROM publisher_outbox "
-                "ORDER BY seq LIMIT %s",
-                (limit,),
+                "WHERE seq > %s ORDER BY seq LIMIT %s",
+                (after, limit),
             )
             rows = await cursor.fetchall()
         return [

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS publisher_lease (
 """
 
 
+#: Outbox rows deleted per statement (SQLite allows 32766 parameters).
+DELETE_CHUNK = 500
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -73,17 +77,23 @@ class SqliteStore:
     def _commit_batch(self) -> None:
         batch, self._batch = self._batch, []
         db = self._db
+        # Savepoints only when there is something to protect the others from.
+        isolate = len(batch) > 1
         outcomes: list[tuple[asyncio.Future[list[int]], list[int] | BaseException]] = []
         try:
             db.execute("BEGIN IMMEDIATE")
             for key, decide, future in batch:
-                db.execute("SAVEPOINT delivery")
+                if isolate:
+                    db.execute("SAVEPOINT delivery")
                 try:
                     outcome: list[int] | BaseException = self._apply(key, decide)
                 except Exception as exc:
+                    if not isolate:
+                        raise
                     db.execute("ROLLBACK TO delivery")
                     outcome = exc
-                db.execute("RELEASE delivery")
+                if isolate:
+                    db.execute("RELEASE delivery")
                 outcomes.append((future, outcome))
             db.execute("COMMIT")
         except Exception as exc:
@@ -130,23 +140,20 @@ class SqliteStore:
             seqs.append(int(cursor.lastrowid or 0))
         return seqs
 
-    async def pending(self, limit: int) -> list[OutboxRow]:
+    async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
         rows = self._db.execute(
-            "SELECT seq, routing_key, body, properties FROM publisher_outbox ORDER BY seq LIMIT ?",
-            (limit,),
+            "SELECT seq, routing_key, body, properties FROM publisher_outbox "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
         ).fetchall()
         return [OutboxRow(seq, Outgoing.from_row(rk, body, props)) for seq, rk, body, props in rows]
 
     async def delete(self, seqs: Sequence[int]) -> None:
-        if not seqs:
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("DELETE FROM publisher_outbox WHERE seq = ?", [(s,) for s in seqs])
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        # One statement per chunk, each atomic on its own: no explicit transaction needed.
+        for start in range(0, len(seqs), DELETE_CHUNK):
+            chunk = seqs[start : start + DELETE_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(f"DELETE FROM publisher_outbox WHERE seq IN ({marks})", tuple(chunk))
 
     async def depth(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM publisher_outbox").fetchone()[0])

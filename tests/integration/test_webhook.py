@@ -346,6 +346,12 @@ async def test_health_readiness_and_metrics(harness: Harness) -> None:
     await harness.events(2)
     metrics = (await harness.client.get("/metrics")).text
     assert 'woofleet_webhook_deliveries_total{outcome="accepted"} 1.0' in metrics
+    # Confirmed rows leave the outbox in batches, within a second or so.
+    for _ in range(30):
+        if "woofleet_outbox_depth 0.0" in metrics:
+            break
+        await asyncio.sleep(0.1)
+        metrics = (await harness.client.get("/metrics")).text
     assert "woofleet_outbox_depth 0.0" in metrics
 
 
