@@ -23,14 +23,22 @@ from tests.integration.test_webhook import (
     Captured,
     Harness,
     capture_events,
-    harness,  # noqa: F401  (fixture)
     load,
+    open_harness,
     webhook_settings,
 )
 
 pytestmark = pytest.mark.integration
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+async def harness(
+    settings: Settings, connection: AbstractRobustConnection
+) -> AsyncIterator[Harness]:
+    async with open_harness(settings, connection) as opened:
+        yield opened
 
 
 def order(status: str, modified: str, **changes: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -97,19 +98,30 @@ def webhook_settings(settings: Settings, **overrides: Any) -> Settings:
     return settings.model_copy(update={"webhook_secret": SecretStr(SECRET.decode()), **overrides})
 
 
+@contextlib.asynccontextmanager
+async def open_harness(
+    settings: Settings, connection: AbstractRobustConnection, **overrides: Any
+) -> AsyncIterator[Harness]:
+    """A started WebhookApp with a client on it and a capture of woo.events."""
+    inbox: asyncio.Queue[Captured] = asyncio.Queue()
+    channel = await capture_events(connection, inbox)
+    app = WebhookApp(webhook_settings(settings, **overrides), IngressSettings())
+    await app.start()
+    transport = httpx.ASGITransport(app=app.asgi)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://webhook.test") as client:
+            yield Harness(app, client, inbox)
+    finally:
+        await app.stop()
+        await channel.close()
+
+
 @pytest.fixture
 async def harness(
     settings: Settings, connection: AbstractRobustConnection
 ) -> AsyncIterator[Harness]:
-    inbox: asyncio.Queue[Captured] = asyncio.Queue()
-    channel = await capture_events(connection, inbox)
-    app = WebhookApp(webhook_settings(settings), IngressSettings())
-    await app.start()
-    transport = httpx.ASGITransport(app=app.asgi)
-    async with httpx.AsyncClient(transport=transport, base_url="http://webhook.test") as client:
-        yield Harness(app, client, inbox)
-    await app.stop()
-    await channel.close()
+    async with open_harness(settings, connection) as opened:
+        yield opened
 
 
 # -- what WooCommerce really sends ----------------------------------------------------------
