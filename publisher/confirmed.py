@@ -74,8 +74,10 @@ class ConfirmedPublisher:
         return self._channel is not None and not self._channel.is_closed
 
     def _ready_exchange(self) -> AbstractExchange:
-        if self._exchange is None or not self.is_open:
-            raise PublishError("the publisher's channel is closed; reopen it")
+        # Only whether it was opened: a channel closed since makes the publish itself fail,
+        # which publish_confirmed turns into a PublishError (checking here costs per message).
+        if self._exchange is None:
+            raise PublishError("the publisher is not open; call open() first")
         return self._exchange
 
     async def publish(self, envelope: Envelope[Any], *, priority: int = 0) -> None:
@@ -106,14 +108,14 @@ class ConfirmedPublisher:
         Returns one entry per message, in order: ``None`` when the broker confirmed it, or the
         :class:`~fleet.errors.PublishError` it failed with. Never raises for a single message.
         """
+        if len(items) <= self._window:
+            return list(await asyncio.gather(*(self._outcome(item) for item in items)))
         results: list[BaseException | None] = [None] * len(items)
         slots = asyncio.Semaphore(self._window)
 
         async def one(index: int, item: Outgoing) -> None:
             try:
-                await self.send(item)
-            except PublishError as exc:
-                results[index] = exc
+                results[index] = await self._outcome(item)
             finally:
                 slots.release()
 
@@ -121,9 +123,15 @@ class ConfirmedPublisher:
         for index, item in enumerate(items):
             await slots.acquire()
             tasks.append(asyncio.ensure_future(one(index, item)))
-        if tasks:
-            await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks)
         return results
+
+    async def _outcome(self, item: Outgoing) -> PublishError | None:
+        try:
+            await self.send(item)
+        except PublishError as exc:
+            return exc
+        return None
 
 
 async def open_publisher(
