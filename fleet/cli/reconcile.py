@@ -59,7 +59,11 @@ async def _reconcile(settings: Settings, every: float | None, since: str | None)
     from publisher.reconcile import Reconciler
     from publisher.store import open_store
 
-    ingress = IngressSettings()
+    try:
+        ingress = IngressSettings()
+    except ValueError as exc:
+        print(f"woofleet reconcile: invalid configuration: {exc}")
+        return 2
     client = WooRest.from_settings(settings)
     store = await open_store(settings.state_url)
     relay = OutboxRelay(store, lambda: connect(settings, name="woofleet reconcile"))
@@ -71,9 +75,11 @@ async def _reconcile(settings: Settings, every: float | None, since: str | None)
         overlap_seconds=ingress.reconcile_overlap_seconds,
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if every is not None:
+        # A polling run finishes its current pass, then stops cleanly.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     relay_task = asyncio.create_task(relay.run()) if every is not None else None
     try:
         while True:

@@ -39,5 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from publisher.webhook import serve
 
     settings: Settings = args.settings
-    serve(settings, args.host, args.port, IngressSettings())
+    try:
+        ingress = IngressSettings()
+    except ValueError as exc:
+        print(f"woofleet webhook: invalid configuration: {exc}")
+        return 2
+    serve(settings, args.host, args.port, ingress)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,3 +126,37 @@ async def test_reconcile_follows_every_page(
     assert (report.pages, report.orders, report.events["order.created"]) == (3, 230, 230)
     assert report.cursor_after == "2026-11-28T05:03:49"
     assert await relay.flush(10) == 0
+
+
+def test_reconcile_command_once_publishes_what_was_missed(
+    amqp_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pika
+
+    from fleet.cli.main import main
+    from topology.names import EVENTS_EXCHANGE
+
+    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as conn:
+        channel = conn.channel()
+        channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+        channel.queue_declare("all-events", durable=True)
+        channel.queue_bind("all-events", EVENTS_EXCHANGE, "#")
+    with WooServer(WooStore(), https=False) as woo:
+        woo.store.put_order(order(7, "completed", "2026-11-28T05:00:03"))
+        for name, value in {
+            "WOOFLEET_AMQP_URL": amqp_url,
+            "WOOFLEET_STATE_URL": f"sqlite:///{tmp_path}/state.db",
+            "WOOFLEET_WOO_URL": woo.url,
+            "WOOFLEET_WOO_KEY": woo.store.key,
+            "WOOFLEET_WOO_SECRET": woo.store.secret,
+        }.items():
+            monkeypatch.setenv(name, value)
+        assert main(["reconcile", "--once", "--since", "2026-11-28T05:00:00"]) == 0
+        # A second run finds the same order and emits nothing more.
+        assert main(["reconcile", "--once"]) == 0
+    with pika.BlockingConnection(pika.URLParameters(amqp_url)) as conn:
+        channel = conn.channel()
+        got = []
+        while (message := channel.basic_get("all-events", auto_ack=True))[0] is not None:
+            got.append(message[1].type)
+    assert got == ["order.created", "order.paid", "order.completed"]
