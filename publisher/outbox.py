@@ -97,6 +97,11 @@ class OutboxRelay:
             and self._publisher.is_open
         )
 
+    @property
+    def publishing(self) -> bool:
+        """Broker up and the last publish succeeded: worth waiting for a confirm."""
+        return self.broker_up and not self._failed and not self.last_error
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -213,6 +218,7 @@ class OutboxRelay:
                 self._report_failure(exc)
             self.wake()
         else:
+            self.last_error = ""
             self._confirmed.append(row.seq)
             self._resolve((row.seq,))
             if self._on_published is not None:
@@ -289,7 +295,6 @@ class OutboxRelay:
             self._backoff = min(max(self._backoff * 2, 0.5), self._max_backoff)
             await self._close_publisher()
             return False
-        self.last_error = ""
         return True
 
     async def _close_publisher(self) -> None:

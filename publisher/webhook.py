@@ -239,7 +239,7 @@ class WebhookApp:
         relay = self.relay
         if relay is None or not result.seqs:
             return
-        if relay.is_leader and relay.broker_up and self.ingress.webhook_confirm_wait_seconds > 0:
+        if relay.is_leader and relay.publishing and self.ingress.webhook_confirm_wait_seconds > 0:
             confirmed = await relay.wait_published(
                 result.seqs, self.ingress.webhook_confirm_wait_seconds
             )
