@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import ValidationError
@@ -58,13 +58,37 @@ def parse(
     body: bytes,
     *,
     event_type: str | None = None,
-    accepted: Iterable[tuple[str, int]] | None = None,
+    schema_version: int | None = None,
+    accepted: Collection[tuple[str, int]] | None = None,
 ) -> AnyEnvelope:
     """Parse and validate a message body; raise :class:`ContractError` saying what is wrong.
 
-    ``event_type`` is the AMQP ``type`` property (checked against the body when given);
+    ``event_type`` is the AMQP ``type`` property and ``schema_version`` the
+    ``woofleet-schema-version`` header (both checked against the body when given);
     ``accepted`` limits the (event_type, version) pairs a consumer declared it handles.
     """
+    if event_type is not None and schema_version is not None:
+        # The hot path: the properties name the model, so the body is parsed once, in
+        # pydantic's JSON parser. Any failure is explained by the careful path below.
+        key = (event_type, schema_version)
+        model = REGISTRY.get(key)
+        if model is not None and (accepted is None or key in accepted):
+            try:
+                envelope = model.model_validate_json(body)
+            except ValidationError:
+                pass
+            else:
+                if envelope.event_type == event_type and envelope.schema_version == schema_version:
+                    return envelope
+    return _parse_carefully(body, event_type=event_type, accepted=accepted)
+
+
+def _parse_carefully(
+    body: bytes,
+    *,
+    event_type: str | None,
+    accepted: Collection[tuple[str, int]] | None,
+) -> AnyEnvelope:
     import json
 
     try:
@@ -81,7 +105,7 @@ def parse(
         raise ContractError(
             f"AMQP type {event_type!r} disagrees with body event_type {body_type!r}"
         )
-    if accepted is not None and (body_type, version) not in set(accepted):
+    if accepted is not None and (body_type, version) not in accepted:
         raise ContractError(f"{body_type} v{version} is not a contract this consumer accepts")
     model = model_for(body_type, version)
     try:

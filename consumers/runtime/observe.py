@@ -28,29 +28,53 @@ DEAD_LETTERS = Counter(
 )
 
 
+class _ConsumerMetrics:
+    """The labelled children of one consumer, looked up once: labels() costs on every call."""
+
+    def __init__(self, consumer: str) -> None:
+        self.in_flight = IN_FLIGHT.labels(consumer)
+        self.seconds = HANDLER_SECONDS.labels(consumer)
+        self.dead = DEAD_LETTERS.labels(consumer)
+        self.outcomes: dict[str, Any] = {}
+
+    def outcome(self, consumer: str, outcome: str) -> Any:
+        child = self.outcomes.get(outcome)
+        if child is None:
+            child = self.outcomes[outcome] = MESSAGES.labels(consumer, outcome)
+        return child
+
+
 class MetricsMiddleware(Middleware):
     def __init__(self) -> None:
         self._started: dict[str, float] = {}
+        self._by_consumer: dict[str, _ConsumerMetrics] = {}
+
+    def _metrics(self, consumer: str) -> _ConsumerMetrics:
+        metrics = self._by_consumer.get(consumer)
+        if metrics is None:
+            metrics = self._by_consumer[consumer] = _ConsumerMetrics(consumer)
+        return metrics
 
     async def before_handle(self, event: AnyEnvelope, delivery: Delivery) -> None:
-        IN_FLIGHT.labels(delivery.consumer).inc()
+        self._metrics(delivery.consumer).in_flight.inc()
         self._started[delivery.message_id] = time.perf_counter()
 
     async def after_handle(
         self, event: AnyEnvelope, delivery: Delivery, exception: BaseException | None
     ) -> None:
-        IN_FLIGHT.labels(delivery.consumer).dec()
+        metrics = self._metrics(delivery.consumer)
+        metrics.in_flight.dec()
         started = self._started.pop(delivery.message_id, None)
         if started is not None:
-            HANDLER_SECONDS.labels(delivery.consumer).observe(time.perf_counter() - started)
+            metrics.seconds.observe(time.perf_counter() - started)
 
     async def before_ack(self, delivery: Delivery, outcome: str) -> None:
-        MESSAGES.labels(delivery.consumer, outcome).inc()
+        self._metrics(delivery.consumer).outcome(delivery.consumer, outcome).inc()
 
     async def on_dead_letter(
         self, consumer: str, message_id: str, reason: str, headers: dict[str, Any]
     ) -> None:
-        DEAD_LETTERS.labels(consumer).inc()
+        self._metrics(consumer).dead.inc()
 
 
 class SentryMiddleware(Middleware):

@@ -37,6 +37,7 @@ from consumers.runtime.failure import attempt_of, decide, describe, failure_head
 from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from consumers.runtime.ledger import Ledger
 from consumers.runtime.middleware import Middleware
+from contracts.messages import SCHEMA_VERSION_HEADER
 from contracts.registry import parse
 from fleet.amqp import publish_confirmed
 from fleet.errors import ContractError, PermanentError, PublishError, TopologyError
@@ -210,7 +211,12 @@ class ConsumerWorker:
                 await self._dead_letter(message, headers, attempt, reason)
                 return
         try:
-            event = parse(message.body, event_type=message.type, accepted=self.spec.accepts)
+            event = parse(
+                message.body,
+                event_type=message.type,
+                schema_version=_int_or_none(headers.get(SCHEMA_VERSION_HEADER)),
+                accepted=self.spec.accepts,
+            )
         except ContractError as exc:
             await self._dead_letter(message, headers, attempt, describe(exc))
             return
@@ -414,3 +420,7 @@ def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika
         type=message.type,
         app_id=message.app_id,
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
