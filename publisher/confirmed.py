@@ -24,8 +24,9 @@ from topology.names import EVENTS_EXCHANGE
 
 log = logging.getLogger(__name__)
 
-#: Messages in flight at once in ``publish_many``: enough to hide the confirm round trip.
-DEFAULT_WINDOW = 10_000
+#: Confirms outstanding at once in ``send_many``. The caller's list is already in memory, so
+#: this only bounds the futures waiting for acks; a batch within it is one plain gather.
+DEFAULT_WINDOW = 100_000
 
 
 class ConfirmedPublisher:

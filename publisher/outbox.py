@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from aio_pika.abc import AbstractRobustConnection
 
 from fleet.errors import PublishError, TopologyError, UnroutableError
-from publisher.confirmed import DEFAULT_WINDOW, ConfirmedPublisher
+from publisher.confirmed import ConfirmedPublisher
 from publisher.store import OutboxRow, PublisherStore
 from topology.names import EVENTS_EXCHANGE
 
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "outbox-relay"
 LEASE_SECONDS = 15.0
 BATCH = 1000
+#: Events sent and not yet confirmed, at most (each holds its body until the ack).
+WINDOW = 10_000
 IDLE_POLL_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 10.0
 OPEN_TIMEOUT_SECONDS = 5.0
@@ -60,7 +62,7 @@ class OutboxRelay:
         batch: int = BATCH,
         on_published: Callable[[int], None] | None = None,
         max_backoff: float = MAX_BACKOFF_SECONDS,
-        window: int = DEFAULT_WINDOW,
+        window: int = WINDOW,
     ) -> None:
         self._max_backoff = max_backoff
         self._store = store
