@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -15,18 +15,6 @@ from tests.builders import order_event
 from tests.support.http_target_server import HttpTargetServer, delivery_for, with_data
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[HttpTargetServer]:
-    with HttpTargetServer() as running:
-        yield running
-
-
-@pytest.fixture
-def server(running_server: HttpTargetServer) -> HttpTargetServer:
-    running_server.reset()
-    return running_server
 
 
 @pytest.fixture

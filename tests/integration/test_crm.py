@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,18 +16,6 @@ from tests.support.http_target_server import HttpTargetServer, delivery_for
 pytestmark = pytest.mark.integration
 
 EMAIL_HASH = hashlib.sha256(b"john.doe@example.com").hexdigest()
-
-
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[HttpTargetServer]:
-    with HttpTargetServer() as running:
-        yield running
-
-
-@pytest.fixture
-def server(running_server: HttpTargetServer) -> HttpTargetServer:
-    running_server.reset()
-    return running_server
 
 
 @pytest.fixture

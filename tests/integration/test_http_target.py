@@ -6,7 +6,6 @@ import base64
 import json
 import logging
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -25,18 +24,6 @@ from fleet.settings import Settings
 from tests.support.http_target_server import HttpTargetServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[HttpTargetServer]:
-    with HttpTargetServer() as running:
-        yield running
-
-
-@pytest.fixture
-def server(running_server: HttpTargetServer) -> HttpTargetServer:
-    running_server.reset()
-    return running_server
 
 
 async def test_json_post_carries_the_idempotency_key_and_body(server: HttpTargetServer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -60,18 +60,6 @@ CASES = [
         loyalty.LoyaltyHandler,
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[HttpTargetServer]:
-    with HttpTargetServer() as running:
-        yield running
-
-
-@pytest.fixture
-def server(running_server: HttpTargetServer) -> HttpTargetServer:
-    running_server.reset()
-    return running_server
 
 
 async def call(handler: Handler, case: Case, event: AnyEnvelope, **delivery: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -18,18 +18,6 @@ from tests.support.http_target_server import HttpTargetServer, delivery_for, wit
 pytestmark = pytest.mark.integration
 
 COMPLETED_AT = "2026-11-28T05:00:00"
-
-
-@pytest.fixture(scope="module")
-def running_server() -> Iterator[HttpTargetServer]:
-    with HttpTargetServer() as running:
-        yield running
-
-
-@pytest.fixture
-def server(running_server: HttpTargetServer) -> HttpTargetServer:
-    running_server.reset()
-    return running_server
 
 
 @pytest.fixture
