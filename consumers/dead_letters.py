@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from consumers.runtime.failure import copy_message
 from contracts.messages import (
     ATTEMPT_HEADER,
     CONSUMER_HEADER,
@@ -116,17 +116,7 @@ async def replay(
                 headers = {
                     k: v for k, v in (message.headers or {}).items() if k not in FAILURE_HEADERS
                 }
-                fresh = aio_pika.Message(
-                    body=message.body,
-                    headers=headers,
-                    content_type=message.content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    priority=message.priority,
-                    correlation_id=message.correlation_id,
-                    message_id=message.message_id,
-                    timestamp=message.timestamp,
-                    type=message.type,
-                )
+                fresh = copy_message(message, headers)
                 await publish_confirmed(work, fresh, names.work_queue(consumer))
                 await message.ack()
                 replayed += 1

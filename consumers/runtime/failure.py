@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
 from contracts.messages import (
     ATTEMPT_HEADER,
     CONSUMER_HEADER,
@@ -82,3 +85,20 @@ def attempt_of(headers: dict[str, Any] | None) -> int:
         return int((headers or {}).get(ATTEMPT_HEADER, 0)) + 1
     except (TypeError, ValueError):
         return 1
+
+
+def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """The same body and properties, with new headers: what retry tiers, DLQs and replays carry."""
+    return aio_pika.Message(
+        body=message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+    )

@@ -33,7 +33,13 @@ from aio_pika.abc import (
 )
 
 from consumers.runtime.breaker import BreakerState, CircuitBreaker
-from consumers.runtime.failure import attempt_of, decide, describe, failure_headers
+from consumers.runtime.failure import (
+    attempt_of,
+    copy_message,
+    decide,
+    describe,
+    failure_headers,
+)
 from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from consumers.runtime.ledger import Ledger
 from consumers.runtime.middleware import Middleware
@@ -346,7 +352,7 @@ class ConsumerWorker:
         new_headers = failure_headers(
             headers, consumer=self.policy.name, attempt=delivery.attempt, error=describe(exc)
         )
-        await publish_confirmed(self._retry, _copy(message, new_headers), tier)
+        await publish_confirmed(self._retry, copy_message(message, new_headers), tier)
         delivery.log.warning(
             "attempt %d failed (%s); retrying in %ss via %s",
             delivery.attempt,
@@ -371,7 +377,7 @@ class ConsumerWorker:
         new_headers = failure_headers(
             headers, consumer=self.policy.name, attempt=attempt, error=reason
         )
-        await publish_confirmed(self._dead, _copy(message, new_headers), dlq)
+        await publish_confirmed(self._dead, copy_message(message, new_headers), dlq)
         self._log.error(
             "message %s (%s, ref %s) dead-lettered to %s: %s",
             message.message_id,
@@ -403,23 +409,6 @@ class ConsumerWorker:
             # The channel died under us; the broker requeues the message, and the ledger or the
             # redelivery count takes care of it next time.
             self._log.warning("could not settle a delivery (%s); the broker will redeliver it", exc)
-
-
-def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
-    """The same body and properties, with new headers: what retry tiers and DLQs carry."""
-    return aio_pika.Message(
-        body=message.body,
-        headers=headers,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        priority=message.priority,
-        correlation_id=message.correlation_id,
-        message_id=message.message_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
-    )
 
 
 def _int_or_none(value: Any) -> int | None:
