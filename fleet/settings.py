@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    def check_shared_state(self) -> None:
+        """Refuse SQLite state in production, where replicas must share one outbox and ledger."""
+        from fleet.errors import ConfigError
+        from fleet.state import backend_of
+
+        if self.environment == "production" and backend_of(self.state_url) == "sqlite":
+            raise ConfigError(
+                f"WOOFLEET_STATE_URL is {self.state_url} while WOOFLEET_ENVIRONMENT=production: "
+                "each replica would keep its own outbox, lifecycle and idempotency ledger on its "
+                "own disk (double emails and lost outbox entries). Set WOOFLEET_STATE_URL="
+                "postgresql://user@host/db, or WOOFLEET_ENVIRONMENT=development for one process."
+            )
+
     def webhook_secrets(self) -> list[bytes]:
         """The accepted webhook secrets, newest first, as WooCommerce signs with them."""
         raw = self.webhook_secret.get_secret_value()

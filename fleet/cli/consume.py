@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         help="seconds to finish in-flight work on SIGTERM (default: longest handler timeout)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, shared_state=True)
 
 
 def check_names(names: list[str]) -> None:

@@ -73,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
     try:
         args.settings = settings
+        if getattr(args, "shared_state", False):
+            settings.check_shared_state()
         code: int = args.func(args)
     except WoofleetError as exc:
         # Expected failures get one line that says what to do, not a traceback.

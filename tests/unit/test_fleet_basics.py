@@ -83,3 +83,12 @@ def test_a_missing_broker_is_one_line_that_says_what_to_do() -> None:
     assert "\n" not in message
     assert "guest:***@" in message
     assert "rabbitmq-server -detached" in message and "WOOFLEET_AMQP_URL" in message
+
+
+def test_production_refuses_per_replica_sqlite_state() -> None:
+    from fleet.errors import ConfigError
+
+    Settings(environment="development").check_shared_state()
+    Settings(environment="production", state_url="postgresql://w@db/w").check_shared_state()
+    with pytest.raises(ConfigError, match="WOOFLEET_STATE_URL=postgresql://"):
+        Settings(environment="production").check_shared_state()
