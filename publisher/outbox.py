@@ -185,6 +185,11 @@ class OutboxRelay:
         await self._delete_confirmed()
         if self._failed:
             await self._recover()
+        if not self._inflight and not self._confirmed:
+            # Nothing in flight and the confirmed rows are gone: whatever is left is unsent.
+            # Starting from the oldest again catches a row whose transaction committed after a
+            # higher seq was read (possible with several writers on PostgreSQL).
+            self._sent_upto = 0
         if not await self._hold_lease():
             return 0
         if not await self._ensure_publisher():
