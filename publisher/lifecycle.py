@@ -28,7 +28,9 @@ from typing import Any
 
 #: Statuses WooCommerce uses before an order really exists; nothing is emitted for them.
 DRAFT_STATUSES = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
-PAID_STATUSES = frozenset({"processing", "completed"})
+#: Statuses of an order that was paid if it carries a payment date (cash on delivery can be
+#: completed unpaid; a refunded order was paid first).
+PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
 #: Statuses whose every entry is an event (an order can be cancelled, reopened, cancelled again).
 ENTERED_STATUSES = ("cancelled", "failed")
 
@@ -162,9 +164,11 @@ def fingerprint(view: dict[str, Any]) -> str:
 
 
 def is_paid(order: dict[str, Any]) -> bool:
-    return order.get("status") in PAID_STATUSES and bool(
-        order.get("date_paid_gmt") or order.get("date_paid")
-    )
+    """ARCHITECTURE.md: entered processing (payment received), or completed with a payment date;
+    a refunded order with a payment date was paid before it was refunded."""
+    status = order.get("status")
+    paid_date = bool(order.get("date_paid_gmt") or order.get("date_paid"))
+    return status == "processing" or (status in PAID_STATUSES and paid_date)
 
 
 def refund_ids(order: dict[str, Any]) -> list[int]:

@@ -137,3 +137,21 @@ def test_older_delivery_after_newer_emits_nothing_and_keeps_newer_state() -> Non
 
 def test_draft_orders_emit_nothing() -> None:
     assert run(order_727("checkout-draft")) == [[]]
+
+
+def test_processing_means_paid_even_without_a_payment_date() -> None:
+    # e.g. a bank transfer an admin marked as received: WooCommerce's processing is "paid"
+    assert run(order_727("processing", date_paid_gmt=None, date_paid=None)) == [
+        ["order.created", "order.paid"]
+    ]
+
+
+def test_completed_without_a_payment_date_is_not_paid() -> None:
+    # cash on delivery completed before the money came in
+    unpaid = order_727("completed", date_paid_gmt=None, date_paid=None)
+    assert run(unpaid) == [["order.created", "order.completed"]]
+
+
+def test_paid_then_fully_refunded_in_one_coalesced_delivery_still_emits_paid_first() -> None:
+    refunded = order_727("refunded", refunds=[{"id": 900, "reason": "", "total": "-29.35"}])
+    assert run(refunded) == [["order.created", "order.paid", "order.refunded#900"]]
