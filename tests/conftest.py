@@ -21,8 +21,6 @@ from fleet.settings import Settings
 
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-PAYLOADS = Path(__file__).resolve().parent / "data" / "woocommerce"
 
 
 def _broker_answers() -> bool:
