@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="start from this UTC time (e.g. 2026-11-28T00:00:00) instead of the stored cursor; "
         "the first run otherwise starts from now",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, shared_state=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"port to listen on (default {DEFAULT_PORT}; WooCommerce delivers only to "
         "80, 443 and 8080 unless the store allows more)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, shared_state=True)
 
 
 def run(args: argparse.Namespace) -> int:
