@@ -32,6 +32,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from consumers.runtime.acks import AckWindow
 from consumers.runtime.breaker import BreakerState, CircuitBreaker
 from consumers.runtime.failure import (
     attempt_of,
@@ -90,6 +91,8 @@ class ConsumerWorker:
         self._idle.set()
         self._stopping = False
         self._keys_in_progress: dict[str, asyncio.Event] = {}
+        self._ack_channel: Any = None
+        self._ack_window = AckWindow()
         #: Message ids this worker put back itself because the broker refused their retry or
         #: dead letter: their redelivery is not a crash and must not count towards the limit.
         self._refused: set[str] = set()
@@ -144,6 +147,10 @@ class ConsumerWorker:
         if self._queue is not None and self._consumer_tag is not None:
             tag, self._consumer_tag = self._consumer_tag, None
             await self._queue.cancel(tag)
+            if self._ack_channel is not None:
+                # A delivery racing the cancel may be dropped by the client: its tag would stay
+                # a gap forever, so this channel's acks are single from now on.
+                await self._send(self._ack_channel, *self._ack_window.stop_batching())
 
     async def resume(self) -> None:
         if self._queue is not None and self._consumer_tag is None and not self._stopping:
@@ -166,6 +173,8 @@ class ConsumerWorker:
                 self._in_flight,
                 grace,
             )
+        # Acks still waiting for a batch go out before the channel closes.
+        await self._send_acks(idle=True)
         for channel in (self._channel, self._publish_channel):
             if channel is not None and not channel.is_closed:
                 await channel.close()
@@ -192,10 +201,10 @@ class ConsumerWorker:
             await asyncio.sleep(REFUSED_BACKOFF)
             if message.message_id:
                 self._refused.add(message.message_id)
-            await self._settle(message.nack(requeue=True))
+            await self._nack(message)
         except Exception:
             self._log.exception("runtime failure on message %s; it is requeued", message.message_id)
-            await self._settle(message.nack(requeue=True))
+            await self._nack(message)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -270,7 +279,7 @@ class ConsumerWorker:
         attempt, key = delivery.attempt, delivery.business_key
         if not await self._breaker_allows():
             # Stopping while the breaker holds this message: the broker gets it back.
-            await self._settle(message.nack(requeue=True))
+            await self._nack(message)
             return
         exception = await self._run_handler(event, delivery)
         # The target answered usefully unless it failed transiently (a PermanentError is an
@@ -392,7 +401,7 @@ class ConsumerWorker:
             await self._ack(message, delivery, "dead")
         else:
             self.stats["dead"] += 1
-            await self._settle(message.ack())
+            await self._acknowledge(message)
 
     async def _ack(
         self, message: AbstractIncomingMessage, delivery: Delivery, outcome: str
@@ -400,7 +409,38 @@ class ConsumerWorker:
         for mw in self.middleware:
             await mw.before_ack(delivery, outcome)
         self.stats[outcome] += 1
-        await self._settle(message.ack())
+        await self._acknowledge(message)
+
+    async def _acknowledge(self, message: AbstractIncomingMessage) -> None:
+        """Ack ``message``: batched with others where that is safe (consumers/runtime/acks.py)."""
+        self._window_for(message).settle(message.delivery_tag or 0, owes_ack=True)
+        await self._send_acks(idle=self._in_flight <= 1)
+
+    async def _nack(self, message: AbstractIncomingMessage) -> None:
+        """Give ``message`` back to the broker now; its tag no longer holds up batched acks."""
+        await self._settle(message.nack(requeue=True))
+        self._window_for(message).settle(message.delivery_tag or 0, owes_ack=False)
+
+    def _window_for(self, message: AbstractIncomingMessage) -> AckWindow:
+        # Tags count per channel: a reconnected channel starts again at 1 with a new window,
+        # and acks for the old one are never sent on the new one.
+        channel = message.channel
+        if channel is not self._ack_channel:
+            self._ack_channel, self._ack_window = channel, AckWindow()
+        return self._ack_window
+
+    async def _send_acks(self, *, idle: bool) -> None:
+        channel = self._ack_channel
+        if channel is None:
+            return
+        multiple, singles = self._ack_window.due(idle=idle)
+        await self._send(channel, multiple, singles)
+
+    async def _send(self, channel: Any, multiple: int | None, singles: list[int]) -> None:
+        if multiple is not None:
+            await self._settle(channel.basic_ack(multiple, multiple=True))
+        for tag in singles:
+            await self._settle(channel.basic_ack(tag))
 
     async def _settle(self, settle: Any) -> None:
         try:

@@ -1,0 +1,52 @@
+"""Batched acks never cover a delivery that is still being handled."""
+
+from __future__ import annotations
+
+from consumers.runtime.acks import AckWindow
+
+
+def test_in_order_settles_go_out_as_one_multiple_ack_per_batch() -> None:
+    window = AckWindow(batch=3)
+    for tag in (1, 2):
+        window.settle(tag, owes_ack=True)
+        assert window.due(idle=False) == (None, [])
+    window.settle(3, owes_ack=True)
+    assert window.due(idle=False) == (3, [])
+    assert window.due(idle=False) == (None, [])
+
+
+def test_a_multiple_ack_never_passes_an_unfinished_delivery() -> None:
+    window = AckWindow(batch=2)
+    window.settle(1, owes_ack=True)
+    window.settle(3, owes_ack=True)  # 2 is still running
+    assert window.due(idle=False) == (None, [])
+    multiple, singles = window.due(idle=True)
+    assert multiple == 1 and singles == [3]  # 3 goes singly; 2 is not covered
+    window.settle(2, owes_ack=True)
+    assert window.due(idle=True) == (3, [])  # covers 2 (3 is already acked: harmless)
+
+
+def test_settled_tags_behind_a_slow_one_go_out_singly_once_a_batch_waits() -> None:
+    window = AckWindow(batch=3)
+    for tag in (2, 3, 4):
+        window.settle(tag, owes_ack=True)
+    assert window.due(idle=False) == (None, [2, 3, 4])
+
+
+def test_nacked_deliveries_close_gaps_but_owe_no_ack() -> None:
+    window = AckWindow(batch=2)
+    window.settle(1, owes_ack=False)
+    window.settle(2, owes_ack=False)
+    assert window.due(idle=True) == (None, [])
+    window.settle(3, owes_ack=True)
+    assert window.due(idle=True) == (3, [])
+
+
+def test_after_a_cancel_every_ack_is_single() -> None:
+    window = AckWindow(batch=10)
+    window.settle(1, owes_ack=True)
+    window.settle(3, owes_ack=True)
+    assert window.stop_batching() == (1, [3])
+    window.settle(5, owes_ack=True)
+    window.settle(4, owes_ack=False)
+    assert window.due(idle=False) == (None, [5])
