@@ -208,7 +208,10 @@ class ConsumerWorker:
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
-                self._idle.set()
+                # Nothing else is running: acks held back for a batch go out now.
+                await self._send_acks(idle=True)
+                if self._in_flight == 0:
+                    self._idle.set()
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         headers: dict[str, Any] = dict(message.headers or {})

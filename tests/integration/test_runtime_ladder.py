@@ -238,3 +238,33 @@ async def test_the_same_message_delivered_twice_has_its_effect_once(
         await sup.stop(5)
     assert handler.done == [str(event.event_id)]
     assert sup.workers["analytics"].stats == {"handled": 1, "duplicate": 1}
+
+
+async def test_no_ack_is_held_back_once_the_worker_is_idle(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    import asyncio
+    import random
+
+    # Given a batching consumer whose handlers finish out of order
+    fleet = fast_fleet("analytics", prefetch=10)
+    await apply(connection, fleet, vhost)
+
+    async def jittery(event: AnyEnvelope, delivery: Delivery) -> None:
+        await asyncio.sleep(random.random() / 50)
+
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, jittery)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    try:
+        for _ in range(25):
+            await publish(connection, order_event("order.paid", unique=True))
+        await wait_until(lambda: worker.stats["handled"] == 25)
+        await worker.wait_idle()
+        # Then every ack went out: nothing is owed, so no message sits unacked at the broker
+        assert worker._ack_window.due(idle=True) == (None, [])
+    finally:
+        await sup.stop(5)
+    assert await depth(connection, names.work_queue("analytics")) == 0
