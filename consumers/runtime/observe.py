@@ -108,4 +108,10 @@ class SentryMiddleware(Middleware):
 
 
 def standard_middleware() -> list[Middleware]:
-    return [MetricsMiddleware(), SentryMiddleware()]
+    """Metrics always; Sentry only where it was initialised (SENTRY_DSN set)."""
+    import sentry_sdk
+
+    middleware: list[Middleware] = [MetricsMiddleware()]
+    if sentry_sdk.is_initialized():
+        middleware.append(SentryMiddleware())
+    return middleware

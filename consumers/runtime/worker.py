@@ -78,6 +78,10 @@ class ConsumerWorker:
         self.handler = handler
         self.ledger = ledger
         self.middleware = tuple(middleware)
+        # Only hooks a middleware overrides are called: no-op awaits cost on every delivery.
+        self._before_handle = _overriding(self.middleware, "before_handle")
+        self._after_handle = _overriding(self.middleware[::-1], "after_handle")
+        self._before_ack = _overriding(self.middleware, "before_ack")
         #: Outcome counts since start: handled, duplicate, retried, dead, requeued.
         self.stats: Counter[str] = Counter()
         self._channel: AbstractChannel | None = None
@@ -337,8 +341,8 @@ class ConsumerWorker:
         task.add_done_callback(self._background.discard)
 
     async def _run_handler(self, event: AnyEnvelope, delivery: Delivery) -> BaseException | None:
-        for mw in self.middleware:
-            await mw.before_handle(event, delivery)
+        for before in self._before_handle:
+            await before(event, delivery)
         exception: BaseException | None = None
         try:
             async with asyncio.timeout(self.policy.timeout):
@@ -347,8 +351,8 @@ class ConsumerWorker:
             raise
         except Exception as exc:
             exception = exc
-        for mw in reversed(self.middleware):
-            await mw.after_handle(event, delivery, exception)
+        for after in self._after_handle:
+            await after(event, delivery, exception)
         return exception
 
     async def _send_to_retry(
@@ -409,8 +413,8 @@ class ConsumerWorker:
     async def _ack(
         self, message: AbstractIncomingMessage, delivery: Delivery, outcome: str
     ) -> None:
-        for mw in self.middleware:
-            await mw.before_ack(delivery, outcome)
+        for before_ack in self._before_ack:
+            await before_ack(delivery, outcome)
         self.stats[outcome] += 1
         await self._acknowledge(message)
 
@@ -456,3 +460,9 @@ class ConsumerWorker:
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _overriding(middleware: Sequence[Middleware], hook: str) -> list[Any]:
+    """The bound ``hook`` of each middleware that overrides the base class's no-op."""
+    base = getattr(Middleware, hook)
+    return [getattr(mw, hook) for mw in middleware if getattr(type(mw), hook) is not base]

@@ -92,3 +92,13 @@ def test_production_refuses_per_replica_sqlite_state() -> None:
     Settings(environment="production", state_url="postgresql://w@db/w").check_shared_state()
     with pytest.raises(ConfigError, match="WOOFLEET_STATE_URL=postgresql://"):
         Settings(environment="production").check_shared_state()
+
+
+def test_sentry_middleware_runs_only_where_sentry_is_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sentry_sdk
+
+    from consumers.runtime.observe import MetricsMiddleware, SentryMiddleware, standard_middleware
+
+    assert [type(m) for m in standard_middleware()] == [MetricsMiddleware]
+    monkeypatch.setattr(sentry_sdk, "is_initialized", lambda: True)
+    assert [type(m) for m in standard_middleware()] == [MetricsMiddleware, SentryMiddleware]
