@@ -157,8 +157,15 @@ def _scalar_meta(items: Any) -> dict[str, str]:
     return meta
 
 
+_ADDRESS_FIELDS = frozenset(Address.model_fields)
+
+
 def _money(value: Any) -> Any:
     return "0" if value in (None, "") else value
+
+
+def _address(value: Any) -> dict[str, Any]:
+    return {k: v or "" for k, v in (value or {}).items() if k in _ADDRESS_FIELDS}
 
 
 def order_data_from_woo(order: dict[str, Any], *, refund_id: int | None = None) -> OrderData:
@@ -166,93 +173,91 @@ def order_data_from_woo(order: dict[str, Any], *, refund_id: int | None = None) 
 
     Raises pydantic's ``ValidationError`` when the object is not an order.
     """
+    # One plain dict validated in one call: pydantic checks the nested models in its core,
+    # several times faster than building each nested model on its own (the webhook's hot path).
     billing = order.get("billing") or {}
-    refunds = tuple(
-        Refund(
-            id=r["id"],
-            reason=r.get("reason") or r.get("refund") or "",
-            amount=abs(Decimal(str(r.get("total") or "0"))),
-        )
+    refunds = [
+        {
+            "id": r["id"],
+            "reason": r.get("reason") or r.get("refund") or "",
+            "amount": abs(Decimal(str(r.get("total") or "0"))),
+        }
         for r in order.get("refunds") or ()
-    )
-    refund = next((r for r in refunds if r.id == refund_id), None) if refund_id else None
-    return OrderData(
-        id=order["id"],
-        number=str(order.get("number") or order["id"]),
-        order_key=order.get("order_key") or "",
-        status=order["status"],
-        currency=order["currency"],
-        prices_include_tax=bool(order.get("prices_include_tax")),
-        customer=Customer(
-            id=order.get("customer_id") or 0,
-            email=billing.get("email") or "",
-            first_name=billing.get("first_name") or "",
-            last_name=billing.get("last_name") or "",
-        ),
-        billing=Address(**{k: v or "" for k, v in billing.items() if k in Address.model_fields}),
-        shipping=Address(
-            **{
-                k: v or ""
-                for k, v in (order.get("shipping") or {}).items()
-                if k in Address.model_fields
-            }
-        ),
-        line_items=tuple(
-            LineItem(
-                id=li["id"],
-                product_id=li.get("product_id") or 0,
-                variation_id=li.get("variation_id") or 0,
-                sku=li.get("sku") or "",
-                name=li.get("name") or "",
-                quantity=li["quantity"],
-                unit_price=_money(li.get("price")),
-                subtotal=_money(li.get("subtotal")),
-                total=_money(li.get("total")),
-                total_tax=_money(li.get("total_tax")),
-                meta=_scalar_meta(li.get("meta_data")),
-            )
-            for li in order.get("line_items") or ()
-        ),
-        shipping_lines=tuple(
-            ShippingLine(
-                id=sl["id"],
-                method_id=sl.get("method_id") or "",
-                method_title=sl.get("method_title") or "",
-                total=_money(sl.get("total")),
-                total_tax=_money(sl.get("total_tax")),
-            )
-            for sl in order.get("shipping_lines") or ()
-        ),
-        coupons=tuple(
-            CouponLine(
-                code=c.get("code") or "",
-                discount=_money(c.get("discount")),
-                discount_tax=_money(c.get("discount_tax")),
-            )
-            for c in order.get("coupon_lines") or ()
-        ),
-        fees=tuple(
-            FeeLine(
-                name=f.get("name") or "",
-                total=_money(f.get("total")),
-                total_tax=_money(f.get("total_tax")),
-            )
-            for f in order.get("fee_lines") or ()
-        ),
-        refunds=refunds,
-        discount_total=_money(order.get("discount_total")),
-        shipping_total=_money(order.get("shipping_total")),
-        total_tax=_money(order.get("total_tax")),
-        total=_money(order.get("total")),
-        payment_method=order.get("payment_method") or "",
-        payment_method_title=order.get("payment_method_title") or "",
-        transaction_id=order.get("transaction_id") or "",
-        customer_note=order.get("customer_note") or "",
-        created_via=order.get("created_via") or "",
-        date_created_gmt=order["date_created_gmt"],
-        date_modified_gmt=order.get("date_modified_gmt") or order["date_created_gmt"],
-        date_paid_gmt=order.get("date_paid_gmt") or None,
-        date_completed_gmt=order.get("date_completed_gmt") or None,
-        meta=_scalar_meta(order.get("meta_data")),
-        refund=refund,
+    ]
+    refund = next((r for r in refunds if r["id"] == refund_id), None) if refund_id else None
+    return OrderData.model_validate(
+        {
+            "id": order["id"],
+            "number": str(order.get("number") or order["id"]),
+            "order_key": order.get("order_key") or "",
+            "status": order["status"],
+            "currency": order["currency"],
+            "prices_include_tax": bool(order.get("prices_include_tax")),
+            "customer": {
+                "id": order.get("customer_id") or 0,
+                "email": billing.get("email") or "",
+                "first_name": billing.get("first_name") or "",
+                "last_name": billing.get("last_name") or "",
+            },
+            "billing": _address(billing),
+            "shipping": _address(order.get("shipping")),
+            "line_items": [
+                {
+                    "id": li["id"],
+                    "product_id": li.get("product_id") or 0,
+                    "variation_id": li.get("variation_id") or 0,
+                    "sku": li.get("sku") or "",
+                    "name": li.get("name") or "",
+                    "quantity": li["quantity"],
+                    "unit_price": _money(li.get("price")),
+                    "subtotal": _money(li.get("subtotal")),
+                    "total": _money(li.get("total")),
+                    "total_tax": _money(li.get("total_tax")),
+                    "meta": _scalar_meta(li.get("meta_data")),
+                }
+                for li in order.get("line_items") or ()
+            ],
+            "shipping_lines": [
+                {
+                    "id": sl["id"],
+                    "method_id": sl.get("method_id") or "",
+                    "method_title": sl.get("method_title") or "",
+                    "total": _money(sl.get("total")),
+                    "total_tax": _money(sl.get("total_tax")),
+                }
+                for sl in order.get("shipping_lines") or ()
+            ],
+            "coupons": [
+                {
+                    "code": c.get("code") or "",
+                    "discount": _money(c.get("discount")),
+                    "discount_tax": _money(c.get("discount_tax")),
+                }
+                for c in order.get("coupon_lines") or ()
+            ],
+            "fees": [
+                {
+                    "name": f.get("name") or "",
+                    "total": _money(f.get("total")),
+                    "total_tax": _money(f.get("total_tax")),
+                }
+                for f in order.get("fee_lines") or ()
+            ],
+            "refunds": refunds,
+            "discount_total": _money(order.get("discount_total")),
+            "shipping_total": _money(order.get("shipping_total")),
+            "total_tax": _money(order.get("total_tax")),
+            "total": _money(order.get("total")),
+            "payment_method": order.get("payment_method") or "",
+            "payment_method_title": order.get("payment_method_title") or "",
+            "transaction_id": order.get("transaction_id") or "",
+            "customer_note": order.get("customer_note") or "",
+            "created_via": order.get("created_via") or "",
+            "date_created_gmt": order["date_created_gmt"],
+            "date_modified_gmt": order.get("date_modified_gmt") or order["date_created_gmt"],
+            "date_paid_gmt": order.get("date_paid_gmt") or None,
+            "date_completed_gmt": order.get("date_completed_gmt") or None,
+            "meta": _scalar_meta(order.get("meta_data")),
+            "refund": refund,
+        }
     )
