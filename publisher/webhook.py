@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -50,32 +50,62 @@ _PING = re.compile(rb"webhook_id=\d+")
 SUMMARY_SECONDS = 30
 
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+#: The webhook's answer: status and JSON body (sent without a framework: it is the hot path).
+Answer = tuple[int, dict[str, Any]]
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
 def _json(status: int, payload: dict[str, Any]) -> Response:
-    return Response(
-        json.dumps(payload, separators=(",", ":")), status, media_type="application/json"
-    )
+    return Response(orjson.dumps(payload), status, media_type="application/json")
+
+
+async def _answer(
+    send: Send, status: int, payload: dict[str, Any], extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = orjson.dumps(payload)
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class TooLarge(Exception):
     pass
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
+class Disconnected(Exception):
+    pass
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """The request headers by lower-case name (ASGI gives them lower-cased, as bytes)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+async def read_limited(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
     """The raw body, refusing (TooLarge) as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
+    declared = headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         raise TooLarge
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise TooLarge
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def is_ping(request: Request, body: bytes) -> bool:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+def is_ping(headers: dict[str, str], body: bytes) -> bool:
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     return content_type == "application/x-www-form-urlencoded" and bool(
         _PING.fullmatch(body.strip())
     )
@@ -103,9 +133,10 @@ class WebhookApp:
         self._summary_task: asyncio.Task[None] | None = None
         self._window: Counter[str] = Counter()
         self._window_events: Counter[str] = Counter()
-        self.asgi = Starlette(
+        # The other endpoints go through Starlette; POST /webhooks/woocommerce is answered
+        # directly (see asgi), as it carries all the load.
+        self._routes = Starlette(
             routes=[
-                Route(WEBHOOK_PATH, self.receive, methods=["POST"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -156,60 +187,77 @@ class WebhookApp:
             await self.stop()
 
     # -- endpoints -------------------------------------------------------------------------
-    async def receive(self, request: Request) -> Response:
+    @property
+    def asgi(self) -> WebhookApp:
+        """The ASGI application (the app itself, callable as ASGI 3)."""
+        return self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI: the webhook itself, or Starlette for everything else."""
+        if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH:
+            await self._routes(scope, receive, send)
+        elif scope["method"] == "POST":
+            await self.webhook(scope, receive, send)
+        else:
+            await _answer(send, 405, {"error": "POST only"}, ((b"allow", b"POST"),))
+
+    async def webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        outcome, response = await self._receive(request)
+        try:
+            outcome, (status, payload) = await self._receive(header_map(scope), receive)
+        except Disconnected:
+            return  # WooCommerce gave up; nothing was read, so nothing was queued
+        await _answer(send, status, payload)
         self._window[outcome] += 1
         self.metrics.deliveries.labels(outcome).inc()
         self.metrics.latency.observe(time.perf_counter() - started)
-        return response
 
-    async def _receive(self, request: Request) -> tuple[str, Response]:
+    async def _receive(self, headers: dict[str, str], receive: Receive) -> tuple[str, Answer]:
         try:
-            body = await read_limited(request, self.ingress.webhook_max_body_bytes)
+            body = await read_limited(headers, receive, self.ingress.webhook_max_body_bytes)
         except TooLarge:
             log.warning(
                 "webhook: refused a body over %d bytes (413)", self.ingress.webhook_max_body_bytes
             )
-            return "too_large", _json(413, {"error": "body too large"})
-        signature = request.headers.get("x-wc-webhook-signature")
+            return "too_large", (413, {"error": "body too large"})
+        signature = headers.get("x-wc-webhook-signature")
         if not signature:
-            if is_ping(request, body):
+            if is_ping(headers, body):
                 log.info("webhook: ping from WooCommerce (a webhook was just created or saved)")
-                return "ping", _json(200, {"ping": "ok"})
+                return "ping", (200, {"ping": "ok"})
             log.warning("webhook: refused an unsigned delivery (401)")
-            return "unsigned", _json(401, {"error": "missing X-WC-Webhook-Signature"})
+            return "unsigned", (401, {"error": "missing X-WC-Webhook-Signature"})
         if not verify(body, signature, self._keys):
             log.warning(
                 "webhook: refused a delivery whose signature matches no configured secret (401); "
                 "check WOOFLEET_WEBHOOK_SECRET against the webhook's secret in WooCommerce"
             )
-            return "bad_signature", _json(401, {"error": "signature does not match"})
-        topic = request.headers.get("x-wc-webhook-topic", "").strip()
+            return "bad_signature", (401, {"error": "signature does not match"})
+        topic = headers.get("x-wc-webhook-topic", "").strip()
         if topic not in ORDER_TOPICS and topic not in PRODUCT_TOPICS:
             log.info("webhook: topic %r is not one woofleet handles; ignored", topic[:60])
-            return "ignored", _json(200, {"ignored": topic[:60]})
+            return "ignored", (200, {"ignored": topic[:60]})
         try:
-            payload = json.loads(body)
-        except ValueError:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
             log.warning("webhook: signed %s delivery is not JSON (400)", topic)
-            return "malformed", _json(400, {"error": "body is not JSON"})
+            return "malformed", (400, {"error": "body is not JSON"})
         if not isinstance(payload, dict) or not isinstance(payload.get("id"), int):
             log.warning("webhook: signed %s delivery is not a JSON object with an id (400)", topic)
-            return "malformed", _json(400, {"error": "body is not a resource object"})
-        return await self._handle(request, topic, payload)
+            return "malformed", (400, {"error": "body is not a resource object"})
+        return await self._handle(headers, topic, payload)
 
     async def _handle(
-        self, request: Request, topic: str, payload: dict[str, Any]
-    ) -> tuple[str, Response]:
+        self, headers: dict[str, str], topic: str, payload: dict[str, Any]
+    ) -> tuple[str, Answer]:
         if self._ingest is None or self.relay is None:
-            return "error", _json(503, {"error": "starting up"})
-        source = self.source_of(request)
+            return "error", (503, {"error": "starting up"})
+        source = self.source_of(headers)
         if topic == "order.deleted":
             log.info(
                 "webhook: order %s moved to the trash; woofleet has no event for it", payload["id"]
             )
-            return "ignored", _json(200, {"ignored": topic})
+            return "ignored", (200, {"ignored": topic})
         try:
             if topic in ORDER_TOPICS:
                 result = await self._ingest.order(source, payload)
@@ -217,7 +265,7 @@ class WebhookApp:
                 result = await self._ingest.product(source, payload)
         except ContractError as exc:
             log.error("webhook: %s delivery refused (400): %s", topic, exc)
-            return "contract", _json(400, {"error": str(exc)})
+            return "contract", (400, {"error": str(exc)})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.error(
                 "webhook: %s delivery for id %s is not usable (400): %s",
@@ -225,13 +273,13 @@ class WebhookApp:
                 payload.get("id"),
                 type(exc).__name__,
             )
-            return "contract", _json(400, {"error": f"unusable {topic} body"})
+            return "contract", (400, {"error": f"unusable {topic} body"})
         except Exception:
             log.exception("webhook: could not record %s for id %s (503)", topic, payload.get("id"))
-            return "error", _json(503, {"error": "state store unavailable"})
+            return "error", (503, {"error": "state store unavailable"})
         await self._confirm(result)
         self._log_accepted(topic, payload["id"], result)
-        return "accepted", _json(200, {"events": list(result.events)})
+        return "accepted", (200, {"events": list(result.events)})
 
     async def _confirm(self, result: IngestResult) -> None:
         for event_type in result.events:
@@ -279,9 +327,9 @@ class WebhookApp:
         self._window.clear()
         self._window_events.clear()
 
-    def source_of(self, request: Request) -> str:
+    def source_of(self, headers: dict[str, str]) -> str:
         """The store: WOOFLEET_WOO_URL when set (the header is not signed), else the header."""
-        header = request.headers.get("x-wc-webhook-source", "")
+        header = headers.get("x-wc-webhook-source", "")
         return normalised_source(self.settings.woo_url or header or "unknown-store")
 
     async def healthz(self, request: Request) -> Response:
