@@ -51,5 +51,17 @@ def message_properties(envelope: Envelope[Any], *, priority: int = 0) -> Message
     )
 
 
-def message_body(envelope: Envelope[Any]) -> bytes:
-    return envelope.model_dump_json().encode()
+_DATA = frozenset({"data"})
+
+
+def message_body(envelope: Envelope[Any], *, data_json: bytes | None = None) -> bytes:
+    """The envelope as JSON bytes.
+
+    ``data_json`` is ``envelope.data`` already serialised: the events one delivery yields share
+    their order, and serialising it once instead of per event is most of the cost. The bytes are
+    the same either way (``data`` is the envelope's last field).
+    """
+    if data_json is None:
+        return envelope.model_dump_json().encode()
+    head = envelope.model_dump_json(exclude=_DATA).encode()
+    return b"".join((head[:-1], b',"data":', data_json, b"}"))

@@ -8,7 +8,8 @@ from typing import Any
 from contracts import OrderEvent, ProductEvent, event_id_for, latest_version
 from contracts.catalog import ProductData
 from contracts.orders import OrderData
-from publisher.lifecycle import PlannedEvent
+from publisher.lifecycle import Plan, PlannedEvent
+from publisher.outgoing import Outgoing
 
 
 def normalised_source(source: str) -> str:
@@ -56,6 +57,20 @@ def order_event(
         source=source,
         data=data,
     )
+
+
+def order_messages(source: str, data: OrderData, plan: Plan, priority: int) -> list[Outgoing]:
+    """The messages of a plan's events, with the order serialised once for all of them."""
+    data_json = data.model_dump_json().encode() if plan.events else b""
+    return [
+        Outgoing.from_envelope(
+            order_event(source, data, event, plan.modified, plan.fingerprint),
+            priority=priority,
+            # A refund event's data carries its refund, so it is serialised on its own.
+            data_json=data_json if event.refund_id is None else None,
+        )
+        for event in plan.events
+    ]
 
 
 def product_event(source: str, data: ProductData, modified: str) -> ProductEvent:

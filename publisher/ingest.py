@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from contracts import order_data_from_woo, product_data_from_woo
 from fleet.errors import ContractError
-from publisher.events import order_event, product_event, product_fingerprint_view
+from publisher.events import order_messages, product_event, product_fingerprint_view
 from publisher.lifecycle import (
     DRAFT_STATUSES,
     OrderState,
@@ -72,13 +72,7 @@ class Ingest:
         def decide(raw: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Outgoing]]:
             plan = plan_order(order, OrderState.from_json(raw))
             planned[:] = [plan]
-            messages[:] = [
-                Outgoing.from_envelope(
-                    order_event(source, data, event, plan.modified, plan.fingerprint),
-                    priority=priority,
-                )
-                for event in plan.events
-            ]
+            messages[:] = order_messages(source, data, plan, priority)
             return (plan.state.to_json() if plan.state else None), messages
 
         seqs = await self._store.transition(ResourceKey(source, "order", data.id), decide)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import aio_pika
+import orjson
 
 from contracts import message_body, message_properties
 from contracts.envelope import Envelope
@@ -26,11 +26,14 @@ class Outgoing:
         return str(self.properties["message_id"])
 
     @classmethod
-    def from_envelope(cls, envelope: Envelope[Any], *, priority: int = 0) -> Outgoing:
-        """Body and properties exactly as ``contracts.messages`` defines them."""
+    def from_envelope(
+        cls, envelope: Envelope[Any], *, priority: int = 0, data_json: bytes | None = None
+    ) -> Outgoing:
+        """Body and properties exactly as ``contracts.messages`` defines them (``data_json``:
+        see :func:`contracts.messages.message_body`)."""
         return cls(
             routing_key=envelope.event_type,
-            body=message_body(envelope),
+            body=message_body(envelope, data_json=data_json),
             properties=dict(message_properties(envelope, priority=priority)),
         )
 
@@ -43,13 +46,10 @@ class Outgoing:
 
     def properties_json(self) -> str:
         """The properties as JSON (the timestamp as ISO 8601), for the outbox table."""
-        props = dict(self.properties)
-        if isinstance(props.get("timestamp"), datetime):
-            props["timestamp"] = props["timestamp"].isoformat()
-        return json.dumps(props, separators=(",", ":"))
+        return orjson.dumps(self.properties).decode()
 
     @classmethod
     def from_row(cls, routing_key: str, body: bytes, properties_json: str) -> Outgoing:
         return cls(
-            routing_key=routing_key, body=bytes(body), properties=json.loads(properties_json)
+            routing_key=routing_key, body=bytes(body), properties=orjson.loads(properties_json)
         )
