@@ -18,6 +18,7 @@ from publisher.lifecycle import (
     fingerprint,
     modified_of,
     plan_order,
+    same_fingerprint,
 )
 from publisher.outgoing import Outgoing
 from publisher.priority import PriorityRules
@@ -96,12 +97,19 @@ class Ingest:
                 f"({type(exc).__name__})"
             ) from None
         modified = modified_of(product)
-        print_ = fingerprint(product_fingerprint_view(product))
+        view = product_fingerprint_view(product)
+        print_ = fingerprint(view)
         messages: list[Outgoing] = []
 
         def decide(raw: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Outgoing]]:
             seen = str((raw or {}).get("modified", ""))
-            if raw and (modified < seen or (modified == seen and raw.get("fingerprint") == print_)):
+            if raw and (
+                modified < seen
+                or (
+                    modified == seen
+                    and same_fingerprint(str(raw.get("fingerprint", "")), print_, lambda: view)
+                )
+            ):
                 messages.clear()
                 return None, []
             messages[:] = [Outgoing.from_envelope(product_event(source, data, modified))]

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 #: Statuses WooCommerce uses before an order really exists; nothing is emitted for them.
 DRAFT_STATUSES = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
@@ -158,9 +161,30 @@ def relevant_view(order: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+#: Marks fingerprints of the current scheme; states saved before it hold legacy ones.
+FINGERPRINT_SCHEME = "2:"
+
+
 def fingerprint(view: dict[str, Any]) -> str:
+    """A digest of ``view`` that changes when anything in it changes (canonical JSON, sha256)."""
+    try:
+        canonical = orjson.dumps(view, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # an integer past 64 bits: the standard library copes
+        canonical = json.dumps(view, sort_keys=True, ensure_ascii=False, default=str).encode()
+    return FINGERPRINT_SCHEME + hashlib.sha256(canonical).hexdigest()
+
+
+def legacy_fingerprint(view: dict[str, Any]) -> str:
     canonical = json.dumps(view, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def same_fingerprint(stored: str, current: str, view: Callable[[], dict[str, Any]]) -> bool:
+    """Whether a stored fingerprint matches ``current``; a legacy one is compared in its own
+    scheme, so upgrading does not make every known resource look changed."""
+    if stored.startswith(FINGERPRINT_SCHEME):
+        return stored == current
+    return stored == legacy_fingerprint(view())
 
 
 def is_paid(order: dict[str, Any]) -> bool:
@@ -179,7 +203,8 @@ def plan_order(order: dict[str, Any], previous: OrderState | None) -> Plan:
     """The events a delivery of ``order`` implies after ``previous`` (None: never seen)."""
     status = str(order.get("status") or "")
     modified = modified_of(order)
-    print_ = fingerprint(relevant_view(order))
+    view = relevant_view(order)
+    print_ = fingerprint(view)
     if status in DRAFT_STATUSES:
         return Plan((), previous, modified, print_, note=f"status {status}: not an order yet")
     before = previous or OrderState()
@@ -202,7 +227,11 @@ def plan_order(order: dict[str, Any], previous: OrderState | None) -> Plan:
     if not stale:
         if status in ENTERED_STATUSES and before.status != status:
             events.append(PlannedEvent(f"order.{status}"))
-        if not events and previous is not None and print_ != previous.fingerprint:
+        if (
+            not events
+            and previous is not None
+            and not same_fingerprint(previous.fingerprint, print_, lambda: view)
+        ):
             events.append(PlannedEvent("order.updated"))
     if stale:
         note = "older than the last delivery handled"

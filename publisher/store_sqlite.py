@@ -9,11 +9,12 @@ serialised too. Transitions are group-committed (see :meth:`SqliteStore.transiti
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+
+import orjson
 
 from fleet.state import connect_sqlite
 from publisher.outgoing import Outgoing
@@ -80,13 +81,14 @@ class SqliteStore:
         # Savepoints only when there is something to protect the others from.
         isolate = len(batch) > 1
         outcomes: list[tuple[asyncio.Future[list[int]], list[int] | BaseException]] = []
+        now = _now()
         try:
             db.execute("BEGIN IMMEDIATE")
             for key, decide, future in batch:
                 if isolate:
                     db.execute("SAVEPOINT delivery")
                 try:
-                    outcome: list[int] | BaseException = self._apply(key, decide)
+                    outcome: list[int] | BaseException = self._apply(key, decide, now)
                 except Exception as exc:
                     if not isolate:
                         raise
@@ -108,23 +110,22 @@ class SqliteStore:
             else:
                 future.set_result(result)
 
-    def _apply(self, key: ResourceKey, decide: Decide) -> list[int]:
+    def _apply(self, key: ResourceKey, decide: Decide, now: str) -> list[int]:
         db = self._db
         row = db.execute(
             "SELECT state FROM publisher_resource_state "
             "WHERE source = ? AND kind = ? AND resource_id = ?",
             (key.source, key.kind, key.resource_id),
         ).fetchone()
-        new_state, messages = decide(json.loads(row[0]) if row else None)
+        new_state, messages = decide(orjson.loads(row[0]) if row else None)
         if new_state is not None:
             db.execute(
                 "INSERT INTO publisher_resource_state VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (source, kind, resource_id) "
                 "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                (key.source, key.kind, key.resource_id, json.dumps(new_state), _now()),
+                (key.source, key.kind, key.resource_id, orjson.dumps(new_state).decode(), now),
             )
         seqs = []
-        queued_at = _now()
         for message in messages:
             cursor = db.execute(
                 "INSERT INTO publisher_outbox "
@@ -134,7 +135,7 @@ class SqliteStore:
                     message.routing_key,
                     message.body,
                     message.properties_json(),
-                    queued_at,
+                    now,
                 ),
             )
             seqs.append(int(cursor.lastrowid or 0))

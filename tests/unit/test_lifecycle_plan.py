@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from publisher.lifecycle import OrderState, plan_order
+from publisher.lifecycle import (
+    FINGERPRINT_SCHEME,
+    OrderState,
+    fingerprint,
+    legacy_fingerprint,
+    plan_order,
+    relevant_view,
+)
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "data" / "woocommerce"
 
@@ -155,3 +162,23 @@ def test_completed_without_a_payment_date_is_not_paid() -> None:
 def test_paid_then_fully_refunded_in_one_coalesced_delivery_still_emits_paid_first() -> None:
     refunded = order_727("refunded", refunds=[{"id": 900, "reason": "", "total": "-29.35"}])
     assert run(refunded) == [["order.created", "order.paid", "order.refunded#900"]]
+
+
+def test_a_state_saved_with_a_legacy_fingerprint_still_recognises_an_unchanged_order() -> None:
+    # Given the state an earlier release saved (its fingerprint in the legacy scheme)
+    first = plan_order(order_727(), None)
+    assert first.state is not None
+    legacy = legacy_fingerprint(relevant_view(order_727()))
+    saved = OrderState.from_json({**first.state.to_json(), "fingerprint": legacy})
+    # When the same order arrives again, and then a really changed one
+    again = plan_order(order_727(date_modified_gmt="2017-03-22T19:40:00"), saved)
+    changed = plan_order(order_727(customer_note="leave at the door"), saved)
+    # Then only the change is an update, and the state moves to the current scheme
+    assert again.events == ()
+    assert again.state is not None and again.state.fingerprint.startswith(FINGERPRINT_SCHEME)
+    assert [e.event_type for e in changed.events] == ["order.updated"]
+
+
+def test_fingerprints_tell_non_ascii_changes_apart() -> None:
+    assert fingerprint({"city": "København"}) != fingerprint({"city": "Kobenhavn"})
+    assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
