@@ -51,9 +51,6 @@ def message_properties(envelope: Envelope[Any], *, priority: int = 0) -> Message
     )
 
 
-_DATA = frozenset({"data"})
-
-
 def message_body(envelope: Envelope[Any], *, data_json: bytes | None = None) -> bytes:
     """The envelope as JSON bytes.
 
@@ -63,5 +60,5 @@ def message_body(envelope: Envelope[Any], *, data_json: bytes | None = None) -> 
     """
     if data_json is None:
         return envelope.model_dump_json().encode()
-    head = envelope.model_dump_json(exclude=_DATA).encode()
+    head = envelope.model_dump_json(exclude={"data"}).encode()
     return b"".join((head[:-1], b',"data":', data_json, b"}"))

@@ -9,8 +9,10 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import aio_pika.exceptions
+import aiormq.abc
 import aiormq.exceptions
 from aio_pika.abc import AbstractRobustConnection
+from pamqp import commands as spec
 
 from fleet.errors import BrokerUnavailable, ConfigError, PublishError, UnroutableError
 from fleet.settings import Settings, redact_url
@@ -24,6 +26,13 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     socket.gaierror,
     OSError,
     asyncio.TimeoutError,
+)
+
+#: What the driver's channel raises when the channel or the connection under it is gone.
+_CHANNEL_LOST: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    *CONNECTION_ERRORS,
 )
 
 
@@ -81,6 +90,43 @@ async def connect(
         ) from None
     except CONNECTION_ERRORS as exc:
         raise BrokerUnavailable(broker_unavailable_message(target, exc)) from None
+
+
+async def publish_confirmed_frames(
+    channel: aiormq.abc.AbstractChannel,
+    exchange: str,
+    routing_key: str,
+    body: bytes,
+    properties: spec.Basic.Properties,
+) -> None:
+    """:func:`publish_confirmed` on the driver's own channel, for prepared properties.
+
+    The same errors, at a lower cost per message: no message object is built. The channel must
+    be in confirm mode with returns raised (an aio-pika channel opened as
+    :func:`publish_confirmed` asks gives one through ``get_underlay_channel()``).
+    """
+    try:
+        await channel.basic_publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=properties,
+            mandatory=True,
+        )
+    except aiormq.exceptions.PublishError as exc:
+        raise UnroutableError(
+            f"no queue is bound to exchange {exchange!r} for routing key {routing_key!r}; "
+            "run `woofleet topology apply`"
+        ) from exc
+    except aiormq.exceptions.DeliveryError as exc:
+        raise PublishError(
+            f"the broker refused a message for {exchange!r}/{routing_key!r} "
+            "(a full queue with reject-publish, or a broker alarm)"
+        ) from exc
+    except _CHANNEL_LOST as exc:
+        raise PublishError(
+            f"lost the broker while publishing to {exchange!r}/{routing_key!r}: {exc}"
+        ) from exc
 
 
 async def publish_confirmed(

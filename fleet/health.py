@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 #: Returns (ready, detail) for /readyz.
 ReadinessCheck = Callable[[], tuple[bool, dict[str, object]]]
@@ -40,7 +40,7 @@ class EmbeddedServer(uvicorn.Server):
 
 
 async def serve_in_background(
-    app: Starlette, host: str, port: int, *, lifespan: bool = False
+    app: ASGIApp, host: str, port: int, *, lifespan: bool = False
 ) -> tuple[EmbeddedServer, asyncio.Task[None]]:
     """Serve ``app`` as a task of the running loop; returns once it listens."""
     config = uvicorn.Config(

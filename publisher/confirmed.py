@@ -13,11 +13,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import aiormq.abc
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from contracts.envelope import Envelope
-from fleet.amqp import CONNECTION_ERRORS, publish_confirmed
+from fleet.amqp import publish_confirmed_frames
 from fleet.errors import PublishError, TopologyError
 from publisher.outgoing import Outgoing
 from topology.names import EVENTS_EXCHANGE
@@ -44,6 +45,7 @@ class ConfirmedPublisher:
         self._window = window
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._frames: aiormq.abc.AbstractChannel | None = None
 
     async def open(self) -> ConfirmedPublisher:
         """Open the channel and check that the exchange exists (it is never declared here)."""
@@ -56,6 +58,8 @@ class ConfirmedPublisher:
                 "run `woofleet topology apply`"
             ) from None
         self._channel = channel
+        # Messages go out on the driver's channel under it (see send).
+        self._frames = await channel.get_underlay_channel()
         return self
 
     async def close(self) -> None:
@@ -63,6 +67,7 @@ class ConfirmedPublisher:
             await self._channel.close()
         self._channel = None
         self._exchange = None
+        self._frames = None
 
     async def __aenter__(self) -> ConfirmedPublisher:
         return await self.open()
@@ -74,26 +79,20 @@ class ConfirmedPublisher:
     def is_open(self) -> bool:
         return self._channel is not None and not self._channel.is_closed
 
-    def _ready_exchange(self) -> AbstractExchange:
-        # Only whether it was opened: a channel closed since makes the publish itself fail,
-        # which publish_confirmed turns into a PublishError (checking here costs per message).
-        if self._exchange is None:
-            raise PublishError("the publisher is not open; call open() first")
-        return self._exchange
-
     async def publish(self, envelope: Envelope[Any], *, priority: int = 0) -> None:
         """Publish one envelope (routing key = event type); return once the broker confirmed."""
         await self.send(Outgoing.from_envelope(envelope, priority=priority))
 
     async def send(self, item: Outgoing) -> None:
         """Publish one prepared message; return once the broker confirmed it."""
-        exchange = self._ready_exchange()
-        try:
-            await publish_confirmed(exchange, item.to_message(), item.routing_key)
-        except CONNECTION_ERRORS as exc:  # raised by the channel before the frame is written
-            raise PublishError(
-                f"lost the broker while publishing {item.routing_key}: {exc}"
-            ) from exc
+        if self._frames is None:
+            raise PublishError("the publisher is not open; call open() first")
+        # Straight to the driver's channel: an aio-pika Message per event costs more than the
+        # rest of publishing it. A channel closed since open() fails here as a PublishError;
+        # the owner opens a new publisher (aio-pika's robust channel has a new one under it).
+        await publish_confirmed_frames(
+            self._frames, self._exchange_name, item.routing_key, item.body, item.amqp_properties()
+        )
 
     async def publish_many(
         self, envelopes: Sequence[Envelope[Any]], *, priority: int = 0

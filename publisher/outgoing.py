@@ -8,6 +8,7 @@ from typing import Any
 
 import aio_pika
 import orjson
+from pamqp import commands as spec
 
 from contracts import message_body, message_properties
 from contracts.envelope import Envelope
@@ -43,6 +44,17 @@ class Outgoing:
         if isinstance(timestamp, str):
             timestamp = datetime.fromisoformat(timestamp)
         return aio_pika.Message(self.body, timestamp=timestamp, **props)
+
+    def amqp_properties(self) -> spec.Basic.Properties:
+        """The properties as the AMQP driver writes them (what :meth:`to_message` would give)."""
+        props = dict(self.properties)
+        timestamp = props.pop("timestamp", None)
+        if isinstance(timestamp, str):
+            timestamp = datetime.fromisoformat(timestamp)
+        # AMQP's "type" property is "message_type" in the driver.
+        return spec.Basic.Properties(
+            message_type=props.pop("type", None), timestamp=timestamp, **props
+        )
 
     def properties_json(self) -> str:
         """The properties as JSON (the timestamp as ISO 8601), for the outbox table."""

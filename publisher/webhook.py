@@ -19,7 +19,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from fleet.amqp import connect
 from fleet.errors import ContractError
@@ -50,10 +51,6 @@ _PING = re.compile(rb"webhook_id=\d+")
 SUMMARY_SECONDS = 30
 
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 #: The webhook's answer: status and JSON body (sent without a framework: it is the hot path).
 Answer = tuple[int, dict[str, Any]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]

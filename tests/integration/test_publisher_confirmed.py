@@ -11,7 +11,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from contracts import ProductEvent, event_id_for
 from contracts.catalog import ProductData
-from fleet.errors import BrokerUnavailable, TopologyError, UnroutableError
+from fleet.errors import BrokerUnavailable, PublishError, TopologyError, UnroutableError
 from publisher.blocking import BlockingPublisher
 from publisher.confirmed import ConfirmedPublisher
 from topology.names import EVENTS_EXCHANGE
@@ -58,8 +58,22 @@ async def test_publish_is_persistent_confirmed_with_contract_properties(
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     assert message.content_type == "application/json"
     assert message.headers["woofleet-schema-version"] == 1
+    assert message.timestamp == NOW  # occurred_at, to the second
     assert ProductEvent.model_validate_json(message.body) == event(7)
     await message.ack()
+
+
+async def test_a_publish_on_a_channel_closed_under_it_is_a_publish_error(
+    connection: AbstractRobustConnection,
+) -> None:
+    # Given an open publisher whose channel was closed since it was opened
+    await events_queue(connection)
+    publisher = await ConfirmedPublisher(connection).open()
+    assert publisher._channel is not None
+    await publisher._channel.close()
+    # Then publishing raises the error callers handle, not the driver's own
+    with pytest.raises(PublishError):
+        await publisher.publish(event(1))
 
 
 async def test_unroutable_publish_raises(connection: AbstractRobustConnection) -> None:
