@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -44,8 +44,20 @@ CREATE TABLE IF NOT EXISTS publisher_lease (
 """
 
 
-#: Outbox rows deleted per statement (SQLite allows 32766 parameters).
-DELETE_CHUNK = 500
+#: Rows this process committed and the relay has not read yet, kept in memory at most; past
+#: that (the broker is away) the relay reads them back from the table.
+FRESH_LIMIT = 10_000
+
+
+def seq_runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """``[1, 2, 3, 7, 9, 10]`` → ``[(1, 3), (7, 7), (9, 10)]``."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs
 
 
 def _now() -> str:
@@ -56,10 +68,15 @@ class SqliteStore:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
         self._batch: list[tuple[ResourceKey, Decide, asyncio.Future[list[int]]]] = []
+        # Outbox rows committed here, by seq, for the relay in this process (see pending).
+        self._fresh: dict[int, Outgoing] = {}
 
     @classmethod
     def open(cls, state_url: str) -> SqliteStore:
         connection = connect_sqlite(state_url)
+        # The webhook answers 2xx once its events are committed here: make that commit survive
+        # a power cut too, not only a crash (one fsync per group commit).
+        connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(SCHEMA)
         return cls(connection)
 
@@ -80,7 +97,7 @@ class SqliteStore:
         db = self._db
         # Savepoints only when there is something to protect the others from.
         isolate = len(batch) > 1
-        outcomes: list[tuple[asyncio.Future[list[int]], list[int] | BaseException]] = []
+        outcomes: list[tuple[asyncio.Future[list[int]], list[OutboxRow] | BaseException]] = []
         now = _now()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -88,7 +105,7 @@ class SqliteStore:
                 if isolate:
                     db.execute("SAVEPOINT delivery")
                 try:
-                    outcome: list[int] | BaseException = self._apply(key, decide, now)
+                    outcome: list[OutboxRow] | BaseException = self._apply(key, decide, now)
                 except Exception as exc:
                     if not isolate:
                         raise
@@ -103,14 +120,17 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             outcomes = [(future, exc) for _, _, future in batch]
         for future, result in outcomes:
-            if future.cancelled():
-                continue
             if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+                if not future.cancelled():
+                    future.set_exception(result)
+                continue
+            self._fresh.update((row.seq, row.message) for row in result)
+            if not future.cancelled():
+                future.set_result([row.seq for row in result])
+        if len(self._fresh) > FRESH_LIMIT:
+            self._fresh.clear()
 
-    def _apply(self, key: ResourceKey, decide: Decide, now: str) -> list[int]:
+    def _apply(self, key: ResourceKey, decide: Decide, now: str) -> list[OutboxRow]:
         db = self._db
         row = db.execute(
             "SELECT state FROM publisher_resource_state "
@@ -125,7 +145,7 @@ class SqliteStore:
                 "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
                 (key.source, key.kind, key.resource_id, orjson.dumps(new_state).decode(), now),
             )
-        seqs = []
+        queued = []
         for message in messages:
             cursor = db.execute(
                 "INSERT INTO publisher_outbox "
@@ -138,10 +158,13 @@ class SqliteStore:
                     now,
                 ),
             )
-            seqs.append(int(cursor.lastrowid or 0))
-        return seqs
+            queued.append(OutboxRow(int(cursor.lastrowid or 0), message))
+        return queued
 
     async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
+        fresh = self._fresh_after(after, limit)
+        if fresh:
+            return fresh
         rows = self._db.execute(
             "SELECT seq, routing_key, body, properties FROM publisher_outbox "
             "WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -149,12 +172,38 @@ class SqliteStore:
         ).fetchall()
         return [OutboxRow(seq, Outgoing.from_row(rk, body, props)) for seq, rk, body, props in rows]
 
+    def _fresh_after(self, after: int, limit: int) -> list[OutboxRow]:
+        """The rows right after ``after`` from memory, when this process committed all of them.
+
+        Only an unbroken run of seqs starting at ``after + 1`` qualifies: a gap is a row some
+        other writer committed (or one that was never committed), and the table decides then.
+        """
+        rows: list[OutboxRow] = []
+        expected = after + 1
+        for seq, message in self._fresh.items():  # in commit order, which is seq order
+            if seq <= after:  # handed out already, not confirmed yet
+                continue
+            if seq != expected or len(rows) == limit:
+                break
+            rows.append(OutboxRow(seq, message))
+            expected += 1
+        return rows
+
     async def delete(self, seqs: Sequence[int]) -> None:
-        # One statement per chunk, each atomic on its own: no explicit transaction needed.
-        for start in range(0, len(seqs), DELETE_CHUNK):
-            chunk = seqs[start : start + DELETE_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            self._db.execute(f"DELETE FROM publisher_outbox WHERE seq IN ({marks})", tuple(chunk))
+        # Confirmed rows are mostly one unbroken run of seqs: one range per run, one commit.
+        if not seqs:
+            return
+        for seq in seqs:
+            self._fresh.pop(seq, None)
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for first, last in seq_runs(seqs):
+                db.execute("DELETE FROM publisher_outbox WHERE seq BETWEEN ? AND ?", (first, last))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     async def depth(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM publisher_outbox").fetchone()[0])
