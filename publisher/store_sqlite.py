@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS publisher_lease (
 
 #: Rows this process committed and the relay has not read yet, kept in memory at most; past
 #: that (the broker is away) the relay reads them back from the table.
-FRESH_LIMIT = 10_000
+FRESH_LIMIT = 5_000
 
 
 def seq_runs(seqs: Iterable[int]) -> list[tuple[int, int]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import time
@@ -128,6 +129,11 @@ class WebhookApp:
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._summary_task: asyncio.Task[None] | None = None
+        # Deliveries being answered; ``_idle`` is set when there are none (the relay waits
+        # for it before publishing, see OutboxRelay._make_way).
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._window: Counter[str] = Counter()
         self._window_events: Counter[str] = Counter()
         # The other endpoints go through Starlette; POST /webhooks/woocommerce is answered
@@ -156,6 +162,9 @@ class WebhookApp:
             lambda: connect(self.settings, name="woofleet webhook", url=self._amqp_url),
             on_published=self.metrics.events_published.inc,
             max_backoff=self.ingress.outbox_retry_max_seconds,
+            # Answering from the outbox commit: publishing may wait for a gap in deliveries.
+            # Waiting for confirms: it must not.
+            idle=self._idle if self.ingress.webhook_confirm_wait_seconds == 0 else None,
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox relay")
         self._summary_task = asyncio.create_task(self._summaries(), name="webhook summaries")
@@ -200,11 +209,17 @@ class WebhookApp:
 
     async def webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        self._in_flight += 1
+        self._idle.clear()
         try:
             outcome, (status, payload) = await self._receive(header_map(scope), receive)
+            await _answer(send, status, payload)
         except Disconnected:
             return  # WooCommerce gave up; nothing was read, so nothing was queued
-        await _answer(send, status, payload)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
         self._window[outcome] += 1
         self.metrics.deliveries.labels(outcome).inc()
         self.metrics.latency.observe(time.perf_counter() - started)
@@ -350,5 +365,8 @@ def serve(settings: Settings, host: str, port: int, ingress: IngressSettings | N
     import uvicorn
 
     app = WebhookApp(settings, ingress)
+    # Everything imported so far lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise stall every delivery in flight for their whole length.
+    gc.freeze()
     log.info("webhook: listening on http://%s:%d%s", host, port, WEBHOOK_PATH)
     uvicorn.run(app.asgi, host=host, port=port, log_config=None, access_log=False)

@@ -9,17 +9,24 @@ import random
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from pydantic import SecretStr
 
+from fleet.amqp import connect
 from fleet.settings import Settings
 from publisher.config import IngressSettings
 from publisher.lifecycle import OrderState, plan_order
+from publisher.outbox import MAX_DEFER_SECONDS, SEND_CHUNK, OutboxRelay
+from publisher.outgoing import Outgoing
 from publisher.simulate.encoding import delivery
 from publisher.simulate.orders import Step, story
+from publisher.store import ResourceKey
+from publisher.store_sqlite import SqliteStore
 from publisher.webhook import WebhookApp
 from tests.conftest import AMQP_HOST, AMQP_PORT
 from tests.integration.test_webhook import (
@@ -193,3 +200,41 @@ async def test_two_relays_on_one_outbox_publish_each_event_once(
     for store in stores:
         await store.close()
     await channel.close()
+
+
+async def test_the_relay_gives_way_to_deliveries_in_hand_but_never_stops(
+    settings: Settings, connection: AbstractRobustConnection, tmp_path: Path
+) -> None:
+    # Given 40 queued events and a webhook that never stops having a delivery in hand
+    inbox: asyncio.Queue[Captured] = asyncio.Queue()
+    channel = await capture_events(connection, inbox)
+    store = SqliteStore.open(f"sqlite:///{tmp_path}/state.db")
+    for n in range(40):
+        outgoing = Outgoing("order.paid", b'{"data":{"id":%d}}' % n, {"message_id": f"m-{n}"})
+
+        def decide(raw: Any, outgoing: Outgoing = outgoing) -> tuple[None, list[Outgoing]]:
+            return None, [outgoing]
+
+        await store.transition(ResourceKey("https://shop.example", "order", n), decide)
+    idle = asyncio.Event()  # never set: always busy
+    relay = OutboxRelay(store, lambda: connect(settings, name="relay test"), idle=idle)
+    try:
+        # When it drains
+        started = asyncio.get_running_loop().time()
+        await relay.drain()
+        held_back = asyncio.get_running_loop().time() - started
+        await relay.flush(10)
+        # Then every event went out, in order, a chunk per MAX_DEFER_SECONDS at the slowest
+        got = [(await asyncio.wait_for(inbox.get(), 5)).message_id for _ in range(40)]
+        assert got == [f"m-{n}" for n in range(40)]
+        chunks = -(-40 // SEND_CHUNK)
+        assert held_back >= chunks * MAX_DEFER_SECONDS * 0.9
+        # And once the webhook is idle, nothing is held back
+        idle.set()
+        started = asyncio.get_running_loop().time()
+        await relay.drain()
+        assert asyncio.get_running_loop().time() - started < MAX_DEFER_SECONDS
+    finally:
+        await relay.close()
+        await store.close()
+        await channel.close()
