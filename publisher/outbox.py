@@ -37,6 +37,10 @@ BATCH = 256
 #: (every object alive lengthens the garbage collector's pauses, and the webhook's p99 with them).
 WINDOW = 1_000
 IDLE_POLL_SECONDS = 1.0
+#: Confirmed rows are deleted this many at a time, or this often: a delete per delivery would
+#: be a transaction per delivery. A crash in between republishes them (same message_id).
+DELETE_BATCH = 500
+DELETE_EVERY_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 10.0
 OPEN_TIMEOUT_SECONDS = 5.0
 #: How long closing waits for confirms of messages in flight.
@@ -93,6 +97,7 @@ class OutboxRelay:
         self._slots = asyncio.Semaphore(window)
         self._inflight: set[asyncio.Future[None]] = set()
         self._confirmed: list[int] = []
+        self._deleted_at = 0.0
         self.is_leader = False
         self._lease_renewed = 0.0
         self.last_error: str = ""
@@ -256,8 +261,8 @@ class OutboxRelay:
             self._resolve((row.seq,))
             if self._on_published is not None:
                 self._on_published(1)
-            # Confirmed rows are deleted in batches by the next round of the loop (at the
-            # latest after IDLE_POLL_SECONDS): a crash before that republishes them.
+            # Confirmed rows are deleted in batches (DELETE_BATCH, DELETE_EVERY_SECONDS; at the
+            # latest a round of the loop after that): a crash before that republishes them.
         finally:
             self._slots.release()
 
@@ -271,12 +276,21 @@ class OutboxRelay:
             _, stuck = await asyncio.wait(set(self._inflight), timeout=timeout)
             for task in stuck:
                 task.cancel()
-        await self._delete_confirmed()
+        await self._delete_confirmed(now=True)
 
-    async def _delete_confirmed(self) -> None:
+    async def _delete_confirmed(self, *, now: bool = False) -> None:
+        if not self._confirmed:
+            return
+        moment = time.monotonic()
+        if (
+            not now
+            and len(self._confirmed) < DELETE_BATCH
+            and moment - self._deleted_at < DELETE_EVERY_SECONDS
+        ):
+            return
         confirmed, self._confirmed = self._confirmed, []
-        if confirmed:
-            await self._store.delete(confirmed)
+        self._deleted_at = moment
+        await self._store.delete(confirmed)
 
     async def _recover(self) -> None:
         # Let everything in flight finish, so what was confirmed is deleted and what was not is
