@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -82,9 +83,9 @@ class SqliteStore:
 
     async def transition(self, key: ResourceKey, decide: Decide) -> list[int]:
         # Group commit: transitions submitted in the same loop iteration share one transaction
-        # (one WAL write instead of one per delivery); each keeps its own savepoint, so one
-        # failing delivery does not undo the others. Items run in submission order, so two
-        # deliveries of one order in a batch still see each other's state.
+        # (one WAL write and fsync instead of one per delivery); a delivery whose decide()
+        # raises fails alone. Items run in submission order, so two deliveries of one order in
+        # a batch still see each other's state.
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
         self._batch.append((key, decide, future))
@@ -95,25 +96,20 @@ class SqliteStore:
     def _commit_batch(self) -> None:
         batch, self._batch = self._batch, []
         db = self._db
-        # Savepoints only when there is something to protect the others from.
-        isolate = len(batch) > 1
         outcomes: list[tuple[asyncio.Future[list[int]], list[OutboxRow] | BaseException]] = []
         now = _now()
         try:
             db.execute("BEGIN IMMEDIATE")
             for key, decide, future in batch:
-                if isolate:
-                    db.execute("SAVEPOINT delivery")
+                # A delivery whose decide() raises has written nothing yet, so it fails alone;
+                # a failing write (disk full, I/O error) fails the whole batch below.
+                previous = self._read_state(key)
                 try:
-                    outcome: list[OutboxRow] | BaseException = self._apply(key, decide, now)
+                    new_state, messages = decide(previous)
                 except Exception as exc:
-                    if not isolate:
-                        raise
-                    db.execute("ROLLBACK TO delivery")
-                    outcome = exc
-                if isolate:
-                    db.execute("RELEASE delivery")
-                outcomes.append((future, outcome))
+                    outcomes.append((future, exc))
+                    continue
+                outcomes.append((future, self._write(key, new_state, messages, now)))
             db.execute("COMMIT")
         except Exception as exc:
             if db.in_transaction:
@@ -130,14 +126,23 @@ class SqliteStore:
         if len(self._fresh) > FRESH_LIMIT:
             self._fresh.clear()
 
-    def _apply(self, key: ResourceKey, decide: Decide, now: str) -> list[OutboxRow]:
-        db = self._db
-        row = db.execute(
+    def _read_state(self, key: ResourceKey) -> dict[str, Any] | None:
+        row = self._db.execute(
             "SELECT state FROM publisher_resource_state "
             "WHERE source = ? AND kind = ? AND resource_id = ?",
             (key.source, key.kind, key.resource_id),
         ).fetchone()
-        new_state, messages = decide(orjson.loads(row[0]) if row else None)
+        state: dict[str, Any] | None = orjson.loads(row[0]) if row else None
+        return state
+
+    def _write(
+        self,
+        key: ResourceKey,
+        new_state: dict[str, Any] | None,
+        messages: Sequence[Outgoing],
+        now: str,
+    ) -> list[OutboxRow]:
+        db = self._db
         if new_state is not None:
             db.execute(
                 "INSERT INTO publisher_resource_state VALUES (?, ?, ?, ?, ?) "

@@ -315,3 +315,29 @@ def test_correlation_id_of_a_bulk_command_is_its_event_id() -> None:
     )
     assert message_properties(command)["correlation_id"] == str(command.event_id)
     assert parse(message_body(command), event_type="catalog.stock_sync") == command
+
+
+@pytest.mark.parametrize("sample", ORDER_SAMPLES)
+def test_the_webhooks_messages_are_valid_envelopes_of_what_the_plan_says(sample: str) -> None:
+    # Given the events a first delivery of a sample order implies (as the webhook builds them:
+    # envelopes constructed without validation, the order serialised once)
+    from publisher.events import order_messages
+    from publisher.lifecycle import plan_order
+
+    order = woo_order(sample)
+    data = order_data_from_woo(order)
+    plan = plan_order(order, None)
+    messages = order_messages(STORE, data, plan, priority=3)
+    # Then each body validates as its contract and says what the plan and properties say
+    assert [m.routing_key for m in messages] == [e.event_type for e in plan.events]
+    for message, planned in zip(messages, plan.events, strict=True):
+        parsed = parse(message.body, event_type=message.routing_key, accepted=None)
+        assert isinstance(parsed, OrderEvent)
+        # (a refund's event carries that refund in data.refund)
+        assert parsed.data.refund == next(
+            (r for r in data.refunds if r.id == planned.refund_id), None
+        )
+        assert parsed.data.model_copy(update={"refund": None}) == data
+        assert str(parsed.event_id) == message.message_id == message.properties["message_id"]
+        assert message.properties["priority"] == 3
+        assert message.body == message_body(OrderEvent.model_validate(parsed.model_dump()))

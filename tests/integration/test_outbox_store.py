@@ -3,6 +3,7 @@ else from the table, and both give the same rows in seq order."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,33 @@ async def test_deleted_rows_are_not_handed_out_again_after_a_restart_from_the_st
 def test_seq_runs_groups_unbroken_runs() -> None:
     assert seq_runs([9, 1, 2, 3, 7, 10, 3]) == [(1, 3), (7, 7), (9, 10)]
     assert seq_runs([]) == []
+
+
+async def test_a_delivery_that_fails_to_decide_fails_alone_in_its_group_commit(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore.open(f"sqlite:///{tmp_path}/state.db")
+
+    def broken(raw: dict[str, Any] | None) -> tuple[None, list[Outgoing]]:
+        raise ValueError("not an order")
+
+    def good(n: int) -> Any:
+        return lambda raw: ({"seen": n}, [message(n)])
+
+    try:
+        # Given three transitions committed together, the middle one failing
+        key = ResourceKey("https://shop.example", "order", 1)
+        results = await asyncio.gather(
+            store.transition(key, good(1)),
+            store.transition(ResourceKey("https://shop.example", "order", 2), broken),
+            store.transition(ResourceKey("https://shop.example", "order", 3), good(3)),
+            return_exceptions=True,
+        )
+        # Then only it failed; the others' events and states are committed
+        assert isinstance(results[1], ValueError)
+        assert await read_all(store) == ["m-1", "m-3"]
+        seen: list[Any] = []
+        await store.transition(key, lambda raw: (seen.append(raw), (None, []))[1])
+        assert seen == [{"seen": 1}]
+    finally:
+        await store.close()
