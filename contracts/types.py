@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator
 
 
 def _to_decimal(value: Any) -> Any:
@@ -26,12 +26,9 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Money = Annotated[
-    Decimal,
-    BeforeValidator(_to_decimal),
-    PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
-]
-"""A monetary amount: ``Decimal`` in Python, a decimal string on the wire."""
+Money = Annotated[Decimal, BeforeValidator(_to_decimal)]
+"""A monetary amount: ``Decimal`` in Python, a decimal string on the wire (pydantic writes a
+Decimal as ``str(value)`` in JSON: exact, never a float)."""
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 """A timezone-aware UTC datetime; naive input is read as UTC."""
