@@ -3,21 +3,26 @@
 Calls run on the event loop's thread: each is a short local transaction, and not yielding
 inside one is what makes a ``transition`` atomic for this process. ``BEGIN IMMEDIATE`` takes
 SQLite's write lock first, so other processes on the same file (``woofleet reconcile``) are
-serialised too. Transitions are group-committed (see :meth:`SqliteStore.transition`).
+serialised too. Transitions are group-committed (see :meth:`SqliteStore.transition`). The
+fsyncs happen in WAL checkpoints, in a worker thread on a connection of their own (see
+:meth:`SqliteStore.open`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from fleet.state import connect_sqlite
+from fleet.state import connect_sqlite, sqlite_path
 from publisher.outgoing import Outgoing
 from publisher.store import Decide, OutboxRow, ResourceKey
 
@@ -45,6 +50,11 @@ CREATE TABLE IF NOT EXISTS publisher_lease (
 """
 
 
+log = logging.getLogger(__name__)
+
+#: How often the WAL is checkpointed (and so fsync'd) off the event loop.
+CHECKPOINT_SECONDS = 1.0
+
 #: Rows this process committed and the relay has not read yet, kept in memory at most; past
 #: that (the broker is away) the relay reads them back from the table.
 FRESH_LIMIT = 5_000
@@ -66,8 +76,10 @@ def _now() -> str:
 
 
 class SqliteStore:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path | None = None) -> None:
         self._db = connection
+        self._path = path
+        self._checkpointer: asyncio.Task[None] | None = None
         self._batch: list[tuple[ResourceKey, Decide, asyncio.Future[list[int]]]] = []
         # Outbox rows committed here, by seq, for the relay in this process (see pending).
         self._fresh: dict[int, Outgoing] = {}
@@ -75,11 +87,15 @@ class SqliteStore:
     @classmethod
     def open(cls, state_url: str) -> SqliteStore:
         connection = connect_sqlite(state_url)
-        # The webhook answers 2xx once its events are committed here: make that commit survive
-        # a power cut too, not only a crash (one fsync per group commit).
-        connection.execute("PRAGMA synchronous=FULL")
+        # The webhook answers 2xx once its events are committed here. A commit is in the WAL
+        # at once, safe from any crash of woofleet (synchronous=NORMAL); the WAL reaches the
+        # disk itself at the next checkpoint, at most CHECKPOINT_SECONDS later, in a worker
+        # thread (an fsync per commit on the event loop stalls every delivery in flight).
+        # A power cut can lose that last stretch, state and outbox together: `woofleet
+        # reconcile` then finds those orders unannounced and announces them.
+        connection.execute("PRAGMA wal_autocheckpoint=0")
         connection.executescript(SCHEMA)
-        return cls(connection)
+        return cls(connection, sqlite_path(state_url))
 
     async def transition(self, key: ResourceKey, decide: Decide) -> list[int]:
         # Group commit: transitions submitted in the same loop iteration share one transaction
@@ -89,6 +105,8 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
         self._batch.append((key, decide, future))
+        if self._checkpointer is None and self._path is not None:
+            self._checkpointer = asyncio.ensure_future(self._checkpoints(self._path))
         if len(self._batch) == 1:
             loop.call_soon(self._commit_batch)
         return await future
@@ -201,9 +219,6 @@ class SqliteStore:
         for seq in seqs:
             self._fresh.pop(seq, None)
         db = self._db
-        # No fsync for this one: a delete lost in a power cut only republishes confirmed events
-        # (with their message_id), and the next FULL commit makes it durable anyway.
-        db.execute("PRAGMA synchronous=NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
             for first, last in seq_runs(seqs):
@@ -212,8 +227,6 @@ class SqliteStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        finally:
-            db.execute("PRAGMA synchronous=FULL")
 
     async def depth(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM publisher_outbox").fetchone()[0])
@@ -254,5 +267,33 @@ class SqliteStore:
             return False
         return True
 
+    async def _checkpoints(self, path: Path) -> None:
+        """Copy the WAL into the database file, and fsync both, every CHECKPOINT_SECONDS."""
+        connection = sqlite3.connect(path, check_same_thread=False)
+        loop = asyncio.get_running_loop()
+        running: asyncio.Future[object] | None = None
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_SECONDS)
+                # PASSIVE: it never waits for, nor blocks, the writer on the event loop.
+                running = loop.run_in_executor(
+                    None, connection.execute, "PRAGMA wal_checkpoint(PASSIVE)"
+                )
+                try:
+                    await asyncio.shield(running)
+                except sqlite3.Error as exc:
+                    log.warning("state store: WAL checkpoint failed (%s); trying again", exc)
+        finally:
+            if running is not None:
+                await asyncio.wait([running])  # it runs on in its thread even when cancelled
+            connection.close()
+
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()

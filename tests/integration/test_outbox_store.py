@@ -4,11 +4,14 @@ else from the table, and both give the same rows in seq order."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from publisher import store_sqlite
 from publisher.outgoing import Outgoing
 from publisher.store import OutboxRow, ResourceKey
 from publisher.store_sqlite import SqliteStore, seq_runs
@@ -123,5 +126,26 @@ async def test_a_delivery_that_fails_to_decide_fails_alone_in_its_group_commit(
         seen: list[Any] = []
         await store.transition(key, lambda raw: (seen.append(raw), (None, []))[1])
         assert seen == [{"seen": 1}]
+    finally:
+        await store.close()
+
+
+async def test_commits_reach_the_database_file_at_the_next_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_sqlite, "CHECKPOINT_SECONDS", 0.2)
+    store = SqliteStore.open(f"sqlite:///{tmp_path}/state.db")
+    try:
+        # Given three deliveries committed (to the WAL)
+        await queue(store, 1, 2, 3)
+        # When a checkpoint has run, the database file alone (what the WAL is copied into and
+        # fsync'd) holds them: what is left after a power cut is at most one period behind
+        await asyncio.sleep(0.6)
+        shutil.copy(tmp_path / "state.db", tmp_path / "file-only.db")
+        alone = sqlite3.connect(tmp_path / "file-only.db")
+        try:
+            assert alone.execute("SELECT count(*) FROM publisher_outbox").fetchone() == (3,)
+        finally:
+            alone.close()
     finally:
         await store.close()
