@@ -34,6 +34,7 @@ from aio_pika.abc import (
 
 from consumers.runtime.acks import AckWindow
 from consumers.runtime.breaker import BreakerState, CircuitBreaker
+from consumers.runtime.deadlines import Deadlines
 from consumers.runtime.failure import (
     attempt_of,
     copy_message,
@@ -97,6 +98,7 @@ class ConsumerWorker:
         self._keys_in_progress: dict[str, asyncio.Event] = {}
         self._ack_channel: Any = None
         self._ack_window = AckWindow()
+        self._deadlines = Deadlines(policy.timeout)
         #: Message ids this worker put back itself because the broker refused their retry or
         #: dead letter: their redelivery is not a crash and must not count towards the limit.
         self._refused: set[str] = set()
@@ -179,6 +181,7 @@ class ConsumerWorker:
             )
         # Acks still waiting for a batch go out before the channel closes.
         await self._send_acks(idle=True)
+        self._deadlines.close()
         for channel in (self._channel, self._publish_channel):
             if channel is not None and not channel.is_closed:
                 await channel.close()
@@ -344,13 +347,20 @@ class ConsumerWorker:
         for before in self._before_handle:
             await before(event, delivery)
         exception: BaseException | None = None
+        task = self._deadlines.enter()
         try:
-            async with asyncio.timeout(self.policy.timeout):
-                await self.handler(event, delivery)
-        except asyncio.CancelledError:
-            raise
+            await self.handler(event, delivery)
+        except asyncio.CancelledError as cancelled:
+            if not self._deadlines.leave(task):
+                raise
+            # As asyncio.timeout does it; the cause shows where the handler was stuck.
+            exception = TimeoutError()
+            exception.__cause__ = cancelled
         except Exception as exc:
+            self._deadlines.leave(task)
             exception = exc
+        else:
+            self._deadlines.leave(task)
         for after in self._after_handle:
             await after(event, delivery, exception)
         return exception
