@@ -287,7 +287,9 @@ class ConsumerWorker:
         delivery: Delivery,
     ) -> None:
         attempt, key = delivery.attempt, delivery.business_key
-        if not await self._breaker_allows():
+        # The breaker is closed nearly always: ask it directly before waiting in a coroutine.
+        allowed = not self._stopping if self.breaker.allow() else await self._breaker_allows()
+        if not allowed:
             # Stopping while the breaker holds this message: the broker gets it back.
             await self._nack(message)
             return
@@ -451,7 +453,8 @@ class ConsumerWorker:
         if channel is None:
             return
         multiple, singles = self._ack_window.due(idle=idle)
-        await self._send(channel, multiple, singles)
+        if multiple is not None or singles:
+            await self._send(channel, multiple, singles)
 
     async def _send(self, channel: Any, multiple: int | None, singles: list[int]) -> None:
         if multiple is not None:
