@@ -460,9 +460,12 @@ class ConsumerWorker:
 
     async def _acknowledge(self, message: AbstractIncomingMessage) -> None:
         """Ack ``message``: batched with others where that is safe (consumers/runtime/acks.py)."""
-        self._window_for(message).settle(message.delivery_tag or 0, owes_ack=True)
+        window = self._window_for(message)
+        window.settle(message.delivery_tag or 0, owes_ack=True)
         # A full batch goes out now; the rest waits for the flush once nothing is being handled.
-        await self._send_acks(idle=False)
+        multiple, singles = window.due(idle=False)
+        if multiple is not None or singles:
+            await self._send(self._ack_channel, multiple, singles)
 
     async def _nack(self, message: AbstractIncomingMessage) -> None:
         """Give ``message`` back to the broker now; its tag no longer holds up batched acks."""
