@@ -74,7 +74,9 @@ def parse(
         model = REGISTRY.get(key)
         if model is not None and (accepted is None or key in accepted):
             try:
-                envelope = model.model_validate_json(body)
+                # The validator itself: model_validate_json is a Python wrapper around it that
+                # costs about half a microsecond per message on this path.
+                envelope: AnyEnvelope = model.__pydantic_validator__.validate_json(body)
             except ValidationError:
                 pass
             else:

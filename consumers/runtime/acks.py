@@ -54,6 +54,8 @@ class AckWindow:
         multiple: int | None = None
         if self._owed_to_frontier and (idle or self._frontier - self._acked_to >= self.batch):
             multiple, self._acked_to, self._owed_to_frontier = self._frontier, self._frontier, False
+        if not self._above:  # in-order settles: nothing above the frontier (the common case)
+            return multiple, []
         owed = [tag for tag, owes in self._above.items() if owes]
         singles: list[int] = []
         if owed and (idle or len(owed) >= self.batch):

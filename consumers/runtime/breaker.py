@@ -73,6 +73,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go ahead now? In half-open, True once (the probe) until it is recorded."""
+        if self._state is BreakerState.CLOSED:  # every delivery asks: the common case first
+            return True
         state = self.state
         if state is BreakerState.CLOSED:
             return True
@@ -89,7 +91,8 @@ class CircuitBreaker:
 
     def record(self, success: bool) -> None:
         """Record the outcome of a call that :meth:`allow` let through."""
-        state = self.state
+        # The state property only moves OPEN on to HALF_OPEN: a closed breaker skips it.
+        state = BreakerState.CLOSED if self._state is BreakerState.CLOSED else self.state
         now = self._clock()
         if state is BreakerState.HALF_OPEN:
             if success:
@@ -104,10 +107,12 @@ class CircuitBreaker:
         self._outcomes.append((now, success))
         if not success:
             self._failures += 1
-        self._forget_before(now - self.window)
-        calls = len(self._outcomes)
-        if calls >= self.min_calls and self._failures / calls >= self.failure_ratio:
-            self._open(now)
+        if self._outcomes[0][0] <= now - self.window:
+            self._forget_before(now - self.window)
+        if self._failures:
+            calls = len(self._outcomes)
+            if calls >= self.min_calls and self._failures / calls >= self.failure_ratio:
+                self._open(now)
 
     @property
     def failure_rate(self) -> float:

@@ -23,7 +23,8 @@ from contracts.envelope import Envelope
 AnyEnvelope = Envelope[Any]
 
 
-@dataclass(frozen=True)
+# slots: one is built per delivery, and a frozen dataclass without them builds slowly.
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """What a handler may know about the delivery it is working on."""
 

@@ -34,6 +34,7 @@ from aio_pika.abc import (
 
 from consumers.runtime.acks import AckWindow
 from consumers.runtime.breaker import BreakerState, CircuitBreaker
+from consumers.runtime.deadlines import Deadlines
 from consumers.runtime.failure import (
     attempt_of,
     copy_message,
@@ -57,6 +58,12 @@ log = logging.getLogger("consumers.runtime")
 #: How long to hold a message whose retry or dead letter the broker refused before requeueing
 #: it, so a full DLQ does not turn into a hot loop.
 REFUSED_BACKOFF = 5.0
+
+#: How long acks owed while nothing is being handled wait for the deliveries on their way to
+#: finish and join them in one multiple ack. One ack frame per message costs the client about as
+#: much CPU as the rest of the delivery; a few milliseconds cost nothing, since the broker keeps
+#: sending into the prefetch slots not taken by finished deliveries.
+ACK_DELAY = 0.005
 
 
 class ConsumerWorker:
@@ -96,7 +103,10 @@ class ConsumerWorker:
         self._stopping = False
         self._keys_in_progress: dict[str, asyncio.Event] = {}
         self._ack_channel: Any = None
-        self._ack_window = AckWindow()
+        self._ack_window = self._new_ack_window()
+        #: Sends the acks owed once nothing is being handled (see _flush_acks).
+        self._flush: asyncio.Task[None] | None = None
+        self._deadlines = Deadlines(policy.timeout)
         #: Message ids this worker put back itself because the broker refused their retry or
         #: dead letter: their redelivery is not a crash and must not count towards the limit.
         self._refused: set[str] = set()
@@ -179,6 +189,7 @@ class ConsumerWorker:
             )
         # Acks still waiting for a batch go out before the channel closes.
         await self._send_acks(idle=True)
+        self._deadlines.close()
         for channel in (self._channel, self._publish_channel):
             if channel is not None and not channel.is_closed:
                 await channel.close()
@@ -211,11 +222,31 @@ class ConsumerWorker:
             await self._nack(message)
         finally:
             self._in_flight -= 1
+            if self._in_flight == 0 and self._flush is None:
+                self._flush = asyncio.get_running_loop().create_task(self._flush_acks())
+
+    async def _flush_acks(self) -> None:
+        """Nothing is being handled: every ack held back for a batch goes out within ACK_DELAY.
+
+        Deliveries finishing meanwhile join the same multiple ack instead of costing one frame
+        (and one wait for the connection's writer) each; a full batch goes out without waiting.
+        """
+        try:
+            while True:
+                # Also after a send: what finished while it waited for the writer gathers again.
+                if self._ack_window.batching:
+                    await asyncio.sleep(ACK_DELAY)
+                multiple, singles = self._ack_window.due(idle=True)
+                channel = self._ack_channel
+                if channel is None or (multiple is None and not singles):
+                    break
+                await self._send(channel, multiple, singles)
+        except Exception:
+            self._log.exception("could not send acks; the broker will redeliver those messages")
+        finally:
+            self._flush = None
             if self._in_flight == 0:
-                # Nothing else is running: acks held back for a batch go out now.
-                await self._send_acks(idle=True)
-                if self._in_flight == 0:
-                    self._idle.set()
+                self._idle.set()
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         headers: dict[str, Any] = dict(message.headers or {})
@@ -284,7 +315,9 @@ class ConsumerWorker:
         delivery: Delivery,
     ) -> None:
         attempt, key = delivery.attempt, delivery.business_key
-        if not await self._breaker_allows():
+        # The breaker is closed nearly always: ask it directly before waiting in a coroutine.
+        allowed = not self._stopping if self.breaker.allow() else await self._breaker_allows()
+        if not allowed:
             # Stopping while the breaker holds this message: the broker gets it back.
             await self._nack(message)
             return
@@ -344,13 +377,20 @@ class ConsumerWorker:
         for before in self._before_handle:
             await before(event, delivery)
         exception: BaseException | None = None
+        task = self._deadlines.enter()
         try:
-            async with asyncio.timeout(self.policy.timeout):
-                await self.handler(event, delivery)
-        except asyncio.CancelledError:
-            raise
+            await self.handler(event, delivery)
+        except asyncio.CancelledError as cancelled:
+            if not self._deadlines.leave(task):
+                raise
+            # As asyncio.timeout does it; the cause shows where the handler was stuck.
+            exception = TimeoutError()
+            exception.__cause__ = cancelled
         except Exception as exc:
+            self._deadlines.leave(task)
             exception = exc
+        else:
+            self._deadlines.leave(task)
         for after in self._after_handle:
             await after(event, delivery, exception)
         return exception
@@ -420,8 +460,12 @@ class ConsumerWorker:
 
     async def _acknowledge(self, message: AbstractIncomingMessage) -> None:
         """Ack ``message``: batched with others where that is safe (consumers/runtime/acks.py)."""
-        self._window_for(message).settle(message.delivery_tag or 0, owes_ack=True)
-        await self._send_acks(idle=self._in_flight <= 1)
+        window = self._window_for(message)
+        window.settle(message.delivery_tag or 0, owes_ack=True)
+        # A full batch goes out now; the rest waits for the flush once nothing is being handled.
+        multiple, singles = window.due(idle=False)
+        if multiple is not None or singles:
+            await self._send(self._ack_channel, multiple, singles)
 
     async def _nack(self, message: AbstractIncomingMessage) -> None:
         """Give ``message`` back to the broker now; its tag no longer holds up batched acks."""
@@ -433,15 +477,21 @@ class ConsumerWorker:
         # and acks for the old one are never sent on the new one.
         channel = message.channel
         if channel is not self._ack_channel:
-            self._ack_channel, self._ack_window = channel, AckWindow()
+            self._ack_channel, self._ack_window = channel, self._new_ack_window()
         return self._ack_window
+
+    def _new_ack_window(self) -> AckWindow:
+        # At most half the prefetch: finished deliveries waiting for a full batch must leave the
+        # broker slots to send more, or the batch would never fill (prefetch 1: every ack at once).
+        return AckWindow(batch=max(1, min(AckWindow.batch, self.policy.effective_prefetch // 2)))
 
     async def _send_acks(self, *, idle: bool) -> None:
         channel = self._ack_channel
         if channel is None:
             return
         multiple, singles = self._ack_window.due(idle=idle)
-        await self._send(channel, multiple, singles)
+        if multiple is not None or singles:
+            await self._send(channel, multiple, singles)
 
     async def _send(self, channel: Any, multiple: int | None, singles: list[int]) -> None:
         if multiple is not None:

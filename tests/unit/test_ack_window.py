@@ -50,3 +50,22 @@ def test_after_a_cancel_every_ack_is_single() -> None:
     window.settle(5, owes_ack=True)
     window.settle(4, owes_ack=False)
     assert window.due(idle=False) == (None, [5])
+
+
+def test_a_batch_never_needs_more_than_half_the_prefetch() -> None:
+    from dataclasses import replace
+
+    from consumers.runtime import ConsumerWorker, HandlerSpec
+    from topology.fleet import DEFAULT_FLEET
+
+    async def handler(event: object, delivery: object) -> None: ...
+
+    policy = DEFAULT_FLEET.consumer("analytics")
+    spec = HandlerSpec("analytics", frozenset())
+
+    def batch(prefetch: int) -> int:
+        return ConsumerWorker(replace(policy, prefetch=prefetch), spec, handler)._ack_window.batch
+
+    batches = {prefetch: batch(prefetch) for prefetch in (1, 4, 20, 100)}
+    # Finished deliveries waiting for a batch leave the broker room to send the rest of it.
+    assert batches == {1: 1, 4: 2, 20: 10, 100: 16}
