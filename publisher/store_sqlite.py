@@ -15,6 +15,7 @@ import contextlib
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,7 +83,7 @@ class SqliteStore:
         self._checkpointer: asyncio.Task[None] | None = None
         self._batch: list[tuple[ResourceKey, Decide, asyncio.Future[list[int]]]] = []
         # Outbox rows committed here, by seq, for the relay in this process (see pending).
-        self._fresh: dict[int, Outgoing] = {}
+        self._fresh: deque[OutboxRow] = deque()
 
     @classmethod
     def open(cls, state_url: str) -> SqliteStore:
@@ -138,7 +139,7 @@ class SqliteStore:
                 if not future.cancelled():
                     future.set_exception(result)
                 continue
-            self._fresh.update((row.seq, row.message) for row in result)
+            self._fresh.extend(result)
             if not future.cancelled():
                 future.set_result([row.seq for row in result])
         if len(self._fresh) > FRESH_LIMIT:
@@ -201,14 +202,15 @@ class SqliteStore:
         Only an unbroken run of seqs starting at ``after + 1`` qualifies: a gap is a row some
         other writer committed (or one that was never committed), and the table decides then.
         """
+        # Rows leave memory as they are handed out: sent again (the relay starting over after
+        # a failure), they come from the table, which holds only the unconfirmed ones.
+        fresh = self._fresh  # in commit order, which is seq order
+        while fresh and fresh[0].seq <= after:
+            fresh.popleft()
         rows: list[OutboxRow] = []
         expected = after + 1
-        for seq, message in self._fresh.items():  # in commit order, which is seq order
-            if seq <= after:  # handed out already, not confirmed yet
-                continue
-            if seq != expected or len(rows) == limit:
-                break
-            rows.append(OutboxRow(seq, message))
+        while fresh and fresh[0].seq == expected and len(rows) < limit:
+            rows.append(fresh.popleft())
             expected += 1
         return rows
 
@@ -216,8 +218,6 @@ class SqliteStore:
         # Confirmed rows are mostly one unbroken run of seqs: one range per run, one commit.
         if not seqs:
             return
-        for seq in seqs:
-            self._fresh.pop(seq, None)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
