@@ -19,12 +19,9 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
-from aio_pika.abc import AbstractRobustConnection
-
 from fleet.errors import PublishError, TopologyError, UnroutableError
-from publisher.confirmed import ConfirmedPublisher
+from publisher.confirming_channel import ConfirmingChannel
 from publisher.store import OutboxRow, PublisherStore
-from topology.names import EVENTS_EXCHANGE
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +52,8 @@ SEND_CHUNK = 16
 #: Longest the relay holds back for the webhook before it sends a chunk anyway.
 MAX_DEFER_SECONDS = 0.1
 
-Connect = Callable[[], Awaitable[AbstractRobustConnection]]
+#: Opens the channel the relay publishes on (see publisher.confirming_channel).
+Connect = Callable[[], Awaitable[ConfirmingChannel]]
 
 
 def relay_holder_id() -> str:
@@ -63,14 +61,13 @@ def relay_holder_id() -> str:
 
 
 class OutboxRelay:
-    """Drains ``store``'s outbox to ``woo.events`` through a :class:`ConfirmedPublisher`."""
+    """Drains ``store``'s outbox to ``woo.events`` through a :class:`ConfirmingChannel`."""
 
     def __init__(
         self,
         store: PublisherStore,
         connect: Connect,
         *,
-        exchange: str = EVENTS_EXCHANGE,
         batch: int = BATCH,
         on_published: Callable[[int], None] | None = None,
         max_backoff: float = MAX_BACKOFF_SECONDS,
@@ -81,12 +78,10 @@ class OutboxRelay:
         self._idle = idle
         self._store = store
         self._connect = connect
-        self._exchange = exchange
         self._batch = batch
         self._on_published = on_published
         self.holder = relay_holder_id()
-        self._connection: AbstractRobustConnection | None = None
-        self._publisher: ConfirmedPublisher | None = None
+        self._publisher: ConfirmingChannel | None = None
         self._wake = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[None]] = {}
         self._done: OrderedDict[int, None] = OrderedDict()
@@ -105,14 +100,7 @@ class OutboxRelay:
     # -- state the webhook reads ------------------------------------------------------------
     @property
     def broker_up(self) -> bool:
-        connection = self._connection
-        return (
-            connection is not None
-            and not connection.is_closed
-            and connection.transport is not None
-            and self._publisher is not None
-            and self._publisher.is_open
-        )
+        return self._publisher is not None and self._publisher.is_open
 
     @property
     def publishing(self) -> bool:
@@ -224,9 +212,7 @@ class OutboxRelay:
                 if self._failed:
                     self._slots.release()
                     break
-                task = asyncio.ensure_future(self._send(row))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+                self._send(row)
                 self._sent_upto = row.seq
                 sent += 1
         if not self._failed:
@@ -244,27 +230,35 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), MAX_DEFER_SECONDS)
 
-    async def _send(self, row: OutboxRow) -> None:
+    def _send(self, row: OutboxRow) -> None:
+        """Publish one row; its confirm (or failure) is handled by :meth:`_settled`."""
         publisher = self._publisher
-        try:
-            if publisher is None:
-                raise PublishError("the publisher was closed")
-            await publisher.send(row.message)
-        except PublishError as exc:
+        if publisher is None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future.set_exception(PublishError("the publisher was closed"))
+        else:
+            future = publisher.publish(row.message)
+        self._inflight.add(future)
+        future.add_done_callback(lambda done: self._settled(row.seq, done))
+
+    def _settled(self, seq: int, future: asyncio.Future[None]) -> None:
+        self._inflight.discard(future)
+        self._slots.release()
+        exc = None if future.cancelled() else future.exception()
+        if future.cancelled() or exc is not None:
             if not self._failed:
                 self._failed = True
-                self._report_failure(exc)
+                if isinstance(exc, PublishError):
+                    self._report_failure(exc)
             self.wake()
-        else:
-            self.last_error = ""
-            self._confirmed.append(row.seq)
-            self._resolve((row.seq,))
-            if self._on_published is not None:
-                self._on_published(1)
-            # Confirmed rows are deleted in batches (DELETE_BATCH, DELETE_EVERY_SECONDS; at the
-            # latest a round of the loop after that): a crash before that republishes them.
-        finally:
-            self._slots.release()
+            return
+        self.last_error = ""
+        self._confirmed.append(seq)
+        self._resolve((seq,))
+        if self._on_published is not None:
+            self._on_published(1)
+        # Confirmed rows are deleted in batches (DELETE_BATCH, DELETE_EVERY_SECONDS; at the
+        # latest a round of the loop after that): a crash before that republishes them.
 
     async def _settle(self, timeout: float = SETTLE_SECONDS) -> None:
         """Wait for every message in flight to be confirmed or to fail; delete the confirmed.
@@ -326,12 +320,10 @@ class OutboxRelay:
     async def _ensure_publisher(self) -> bool:
         if self._publisher is not None and self._publisher.is_open:
             return True
+        await self._close_publisher()
         try:
-            if self._connection is None or self._connection.is_closed:
-                self._connection = await self._connect()
-                log.info("outbox relay: connected to RabbitMQ")
-            publisher = ConfirmedPublisher(self._connection, exchange=self._exchange)
-            self._publisher = await asyncio.wait_for(publisher.open(), OPEN_TIMEOUT_SECONDS)
+            self._publisher = await asyncio.wait_for(self._connect(), OPEN_TIMEOUT_SECONDS)
+            log.info("outbox relay: connected to RabbitMQ")
         except Exception as exc:  # every way of not reaching the broker ends the same way
             self.last_error = str(exc) or type(exc).__name__
             if self._backoff == 0.0 or isinstance(exc, TopologyError):
@@ -352,7 +344,3 @@ class OutboxRelay:
 
     async def _disconnect(self) -> None:
         await self._close_publisher()
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.close()

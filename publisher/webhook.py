@@ -31,10 +31,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from fleet.amqp import connect
 from fleet.errors import ContractError
 from fleet.settings import Settings
 from publisher.config import IngressSettings
+from publisher.confirming_channel import open_confirming_channel
 from publisher.events import normalised_source
 from publisher.ingest import Ingest, IngestResult
 from publisher.metrics import IngressMetrics
@@ -159,7 +159,9 @@ class WebhookApp:
         self._ingest = Ingest(self._store, self.ingress.priority_rules())
         self.relay = OutboxRelay(
             self._store,
-            lambda: connect(self.settings, name="woofleet webhook", url=self._amqp_url),
+            lambda: open_confirming_channel(
+                self.settings, name="woofleet webhook", url=self._amqp_url
+            ),
             on_published=self.metrics.events_published.inc,
             max_backoff=self.ingress.outbox_retry_max_seconds,
             # Answering from the outbox commit: publishing may wait for a gap in deliveries.

@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _reconcile(settings: Settings, every: float | None, since: str | None) -> int:
-    from fleet.amqp import connect
     from fleet.woo_rest import WooRest
     from publisher.config import IngressSettings
+    from publisher.confirming_channel import open_confirming_channel
     from publisher.events import normalised_source
     from publisher.ingest import Ingest
     from publisher.outbox import OutboxRelay
@@ -66,7 +66,7 @@ async def _reconcile(settings: Settings, every: float | None, since: str | None)
         return 2
     client = WooRest.from_settings(settings)
     store = await open_store(settings.state_url)
-    relay = OutboxRelay(store, lambda: connect(settings, name="woofleet reconcile"))
+    relay = OutboxRelay(store, lambda: open_confirming_channel(settings, name="woofleet reconcile"))
     reconciler = Reconciler(
         client,
         Ingest(store, ingress.priority_rules()),

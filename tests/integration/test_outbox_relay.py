@@ -17,9 +17,9 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from pydantic import SecretStr
 
-from fleet.amqp import connect
 from fleet.settings import Settings
 from publisher.config import IngressSettings
+from publisher.confirming_channel import open_confirming_channel
 from publisher.lifecycle import OrderState, plan_order
 from publisher.outbox import MAX_DEFER_SECONDS, SEND_CHUNK, OutboxRelay
 from publisher.outgoing import Outgoing
@@ -175,7 +175,6 @@ def _count(steps: list[Step]) -> int:
 async def test_two_relays_on_one_outbox_publish_each_event_once(
     settings: Settings, connection: AbstractRobustConnection
 ) -> None:
-    from fleet.amqp import connect
     from publisher.ingest import Ingest
     from publisher.outbox import OutboxRelay
     from publisher.store_sqlite import SqliteStore
@@ -183,7 +182,9 @@ async def test_two_relays_on_one_outbox_publish_each_event_once(
     inbox: asyncio.Queue[Captured] = asyncio.Queue()
     channel = await capture_events(connection, inbox)
     stores = [SqliteStore.open(settings.state_url) for _ in range(2)]
-    relays = [OutboxRelay(s, lambda: connect(settings, name="relay")) for s in stores]
+    relays = [
+        OutboxRelay(s, lambda: open_confirming_channel(settings, name="relay")) for s in stores
+    ]
     rng = random.Random(3)
     start = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
     steps = [s for order_id in range(800, 840) for s in story(rng, order_id, start)]
@@ -217,7 +218,9 @@ async def test_the_relay_gives_way_to_deliveries_in_hand_but_never_stops(
 
         await store.transition(ResourceKey("https://shop.example", "order", n), decide)
     idle = asyncio.Event()  # never set: always busy
-    relay = OutboxRelay(store, lambda: connect(settings, name="relay test"), idle=idle)
+    relay = OutboxRelay(
+        store, lambda: open_confirming_channel(settings, name="relay test"), idle=idle
+    )
     try:
         # When it drains
         started = asyncio.get_running_loop().time()

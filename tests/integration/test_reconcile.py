@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from fleet.amqp import connect
 from fleet.settings import Settings
 from fleet.woo_rest import WooRest
+from publisher.confirming_channel import open_confirming_channel
 from publisher.events import normalised_source
 from publisher.ingest import Ingest
 from publisher.outbox import OutboxRelay
@@ -49,7 +49,7 @@ async def world(
     channel = await capture_events(connection, inbox)
     store = await open_store(settings.state_url)
     client = WooRest(woo.url, woo.store.key, woo.store.secret, verify=woo.ca_file or True)
-    relay = OutboxRelay(store, lambda: connect(settings, name="test reconcile"))
+    relay = OutboxRelay(store, lambda: open_confirming_channel(settings, name="test reconcile"))
     source = normalised_source(woo.url)
     reconciler = Reconciler(client, Ingest(store), store, source=source, overlap_seconds=120)
     yield reconciler, store, relay, inbox
