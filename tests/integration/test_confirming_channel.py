@@ -3,37 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from contracts import ProductEvent, event_id_for
-from contracts.catalog import ProductData
 from fleet.errors import BrokerUnavailable, PublishError, TopologyError, UnroutableError
 from fleet.settings import Settings
 from publisher.confirming_channel import open_confirming_channel
 from publisher.outgoing import Outgoing
+from tests.integration.test_publisher_confirmed import NOW
+from tests.integration.test_publisher_confirmed import event as product_event
 from tests.support.net import free_port
 from topology.names import EVENTS_EXCHANGE
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
-
 
 def event(n: int, event_type: str = "product.updated") -> Outgoing:
-    data = ProductData(id=n, name=f"Product {n}", stock_quantity=n, date_modified_gmt=NOW)
-    envelope = ProductEvent(
-        event_id=event_id_for("https://shop.example", n, "product.updated", NOW.isoformat()),
-        event_type="product.updated",
-        schema_version=1,
-        occurred_at=NOW,
-        source="https://shop.example",
-        data=data,
-    )
-    item = Outgoing.from_envelope(envelope, priority=4)
+    item = Outgoing.from_envelope(product_event(n), priority=4)
     return Outgoing(event_type, item.body, item.properties)
 
 
