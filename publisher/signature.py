@@ -8,7 +8,6 @@ operator can paste the secret exactly as it was typed into WooCommerce.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from collections.abc import Iterable
 
@@ -32,7 +31,7 @@ def wp_specialchars_decode(secret: bytes) -> bytes:
 
 def sign(body: bytes, secret: bytes) -> str:
     """The ``X-WC-Webhook-Signature`` WooCommerce sends for ``body`` with ``secret``."""
-    digest = hmac.new(wp_specialchars_decode(secret), body, hashlib.sha256).digest()
+    digest = hmac.digest(wp_specialchars_decode(secret), body, "sha256")
     return base64.b64encode(digest).decode("ascii")
 
 
@@ -56,7 +55,8 @@ def verify(body: bytes, signature: str | None, keys: Iterable[bytes]) -> bool:
         return False
     matched = False
     for key in keys:
-        expected = hmac.new(key, body, hashlib.sha256).digest()
+        # hmac.digest is the one-shot C path: a fraction of hmac.new()'s cost per delivery.
+        expected = hmac.digest(key, body, "sha256")
         # Every key is tried, so the time taken does not tell which one matched.
         matched |= hmac.compare_digest(expected, given)
     return matched
