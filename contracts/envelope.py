@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import ClassVar, Generic, TypeVar
 
@@ -15,9 +16,18 @@ DataT = TypeVar("DataT", bound=BaseModel)
 EVENT_ID_NAMESPACE = uuid.UUID("6f0d3a52-52a4-4c55-9d43-0a9f3c1d7e11")
 
 
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
 def event_id_for(*parts: object) -> uuid.UUID:
-    """A deterministic UUID for a business fact, e.g. (store, order id, event type, modified)."""
-    return uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts))
+    """A deterministic UUID for a business fact, e.g. (store, order id, event type, modified).
+
+    ``uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(parts))``, without re-deriving the namespace's
+    bytes on every call (the webhook makes one per event).
+    """
+    name = "|".join(map(str, parts)).encode()
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()
+    return uuid.UUID(bytes=digest[:16], version=5)
 
 
 class Envelope(BaseModel, Generic[DataT]):

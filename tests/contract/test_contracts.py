@@ -341,3 +341,13 @@ def test_the_webhooks_messages_are_valid_envelopes_of_what_the_plan_says(sample:
         assert str(parsed.event_id) == message.message_id == message.properties["message_id"]
         assert message.properties["priority"] == 3
         assert message.body == message_body(OrderEvent.model_validate(parsed.model_dump()))
+
+
+def test_event_ids_are_uuid5_of_the_joined_parts_in_the_woofleet_namespace() -> None:
+    # The ids are a public contract: deduplication across releases depends on them.
+    from contracts.envelope import EVENT_ID_NAMESPACE
+
+    for parts in [(STORE, 727, "order.paid", "2017-03-22T19:28:08"), ("København", 5, None)]:
+        expected = uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts))
+        assert event_id_for(*parts) == expected
+    assert str(event_id_for("x")) == str(uuid.uuid5(EVENT_ID_NAMESPACE, "x"))
