@@ -24,7 +24,10 @@ from pydantic import SecretStr
 from fleet.amqp import connect, ssl_context
 from fleet.errors import BrokerUnavailable, ConfigError
 from fleet.settings import Settings
+from publisher.confirming_channel import open_confirming_channel
+from publisher.outgoing import Outgoing
 from tests.conftest import AMQP_HOST, AMQP_PORT
+from topology.names import EVENTS_EXCHANGE
 
 pytestmark = pytest.mark.integration
 
@@ -269,3 +272,39 @@ def test_unreadable_tls_files_are_a_config_error_naming_the_settings(
 
     with pytest.raises(ConfigError, match="WOOFLEET_AMQP_CA_FILE"):
         ssl_context(tls)
+
+
+async def test_the_outbox_relays_channel_publishes_over_amqps_with_the_certificate_files(
+    settings: Settings, proxy: tuple[TlsProxy, int], pki: Pki
+) -> None:
+    # Given the broker reachable only through TLS, and woo.events with a queue bound
+    server, port = proxy
+    plain = await connect(settings, name="test-amqps-setup")
+    try:
+        setup = await plain.channel()
+        exchange = await setup.declare_exchange(
+            EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await setup.declare_queue("amqps-relay", auto_delete=True)
+        await queue.bind(exchange, "#")
+        tls = _amqps(
+            settings,
+            port,
+            amqp_ca_file=pki.ca,
+            amqp_cert_file=pki.client_cert,
+            amqp_key_file=pki.client_key,
+        )
+        # When the relay's channel publishes an event through it
+        channel = await open_confirming_channel(tls, name="test-amqps-relay")
+        try:
+            item = Outgoing("order.paid", b'{"over":"tls"}', {"message_id": "m-tls"})
+            await asyncio.wait_for(channel.publish(item), 5)
+        finally:
+            await channel.close()
+        # Then it arrived, confirmed, and the proxy saw our client certificate
+        message = await queue.get(timeout=5)
+        await message.ack()
+        assert (message.body, message.message_id) == (b'{"over":"tls"}', "m-tls")
+        assert server.clients == [CLIENT_NAME]
+    finally:
+        await plain.close()
