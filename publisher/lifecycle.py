@@ -134,8 +134,50 @@ def _public_meta(items: Any) -> list[tuple[str, str]]:
     )
 
 
+SHIPPING_LINE_FIELDS = ("method_id", "method_title", "total", "total_tax")
+FEE_LINE_FIELDS = ("name", "total", "total_tax")
+COUPON_LINE_FIELDS = ("code", "discount", "discount_tax")
+
+
+def _public_meta_values(items: Any) -> list[list[Any]]:
+    public = [
+        [str(m.get("key", "")), m.get("value")]
+        for m in items or ()
+        if isinstance(m, dict) and not str(m.get("key", "")).startswith("_")
+    ]
+    if len(public) > 1:  # in a stable order whatever order WooCommerce lists them in
+        public.sort(key=lambda kv: (kv[0], orjson.dumps(kv[1], option=_SORTED, default=str)))
+    return public
+
+
+def relevant_values(order: dict[str, Any]) -> list[Any]:
+    """What :func:`relevant_view` holds, as nested lists (positions instead of names): the
+    current fingerprint's input, several times cheaper to build than the view."""
+
+    def lines(name: str, fields: tuple[str, ...]) -> list[list[Any]]:
+        return [
+            [line.get(f) for f in fields]
+            for line in order.get(name) or ()
+            if isinstance(line, dict)
+        ]
+
+    return [
+        [order.get(name) for name in RELEVANT_ORDER_FIELDS],
+        [
+            [*(li.get(f) for f in RELEVANT_LINE_FIELDS), _public_meta_values(li.get("meta_data"))]
+            for li in order.get("line_items") or ()
+            if isinstance(li, dict)
+        ],
+        lines("shipping_lines", SHIPPING_LINE_FIELDS),
+        lines("fee_lines", FEE_LINE_FIELDS),
+        lines("coupon_lines", COUPON_LINE_FIELDS),
+        _public_meta_values(order.get("meta_data")),
+    ]
+
+
 def relevant_view(order: dict[str, Any]) -> dict[str, Any]:
-    """The part of an order whose change is worth an ``order.updated``."""
+    """The part of an order whose change is worth an ``order.updated`` (the legacy
+    fingerprint's input; see :func:`relevant_values`)."""
     view: dict[str, Any] = {name: order.get(name) for name in RELEVANT_ORDER_FIELDS}
     view["line_items"] = [
         {**{f: li.get(f) for f in RELEVANT_LINE_FIELDS}, "meta": _public_meta(li.get("meta_data"))}
@@ -143,17 +185,17 @@ def relevant_view(order: dict[str, Any]) -> dict[str, Any]:
         if isinstance(li, dict)
     ]
     view["shipping_lines"] = [
-        {f: sl.get(f) for f in ("method_id", "method_title", "total", "total_tax")}
+        {f: sl.get(f) for f in SHIPPING_LINE_FIELDS}
         for sl in order.get("shipping_lines") or ()
         if isinstance(sl, dict)
     ]
     view["fee_lines"] = [
-        {f: fl.get(f) for f in ("name", "total", "total_tax")}
+        {f: fl.get(f) for f in FEE_LINE_FIELDS}
         for fl in order.get("fee_lines") or ()
         if isinstance(fl, dict)
     ]
     view["coupon_lines"] = [
-        {f: c.get(f) for f in ("code", "discount", "discount_tax")}
+        {f: c.get(f) for f in COUPON_LINE_FIELDS}
         for c in order.get("coupon_lines") or ()
         if isinstance(c, dict)
     ]
@@ -165,10 +207,13 @@ def relevant_view(order: dict[str, Any]) -> dict[str, Any]:
 FINGERPRINT_SCHEME = "2:"
 
 
-def fingerprint(view: dict[str, Any]) -> str:
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def fingerprint(view: Any) -> str:
     """A digest of ``view`` that changes when anything in it changes (canonical JSON, sha256)."""
     try:
-        canonical = orjson.dumps(view, option=orjson.OPT_SORT_KEYS, default=str)
+        canonical = orjson.dumps(view, option=_SORTED, default=str)
     except TypeError:  # an integer past 64 bits: the standard library copes
         canonical = json.dumps(view, sort_keys=True, ensure_ascii=False, default=str).encode()
     return FINGERPRINT_SCHEME + hashlib.sha256(canonical).hexdigest()
@@ -203,8 +248,7 @@ def plan_order(order: dict[str, Any], previous: OrderState | None) -> Plan:
     """The events a delivery of ``order`` implies after ``previous`` (None: never seen)."""
     status = str(order.get("status") or "")
     modified = modified_of(order)
-    view = relevant_view(order)
-    print_ = fingerprint(view)
+    print_ = fingerprint(relevant_values(order))
     if status in DRAFT_STATUSES:
         return Plan((), previous, modified, print_, note=f"status {status}: not an order yet")
     before = previous or OrderState()
@@ -230,7 +274,7 @@ def plan_order(order: dict[str, Any], previous: OrderState | None) -> Plan:
         if (
             not events
             and previous is not None
-            and not same_fingerprint(previous.fingerprint, print_, lambda: view)
+            and not same_fingerprint(previous.fingerprint, print_, lambda: relevant_view(order))
         ):
             events.append(PlannedEvent("order.updated"))
     if stale:

@@ -182,3 +182,30 @@ def test_a_state_saved_with_a_legacy_fingerprint_still_recognises_an_unchanged_o
 def test_fingerprints_tell_non_ascii_changes_apart() -> None:
     assert fingerprint({"city": "København"}) != fingerprint({"city": "Kobenhavn"})
     assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
+
+
+def test_the_current_fingerprint_sees_exactly_the_changes_the_legacy_one_saw() -> None:
+    # Over simulated order histories (status jumps, refunds, edits, meta echoes), two
+    # deliveries look the same to the current scheme exactly when they did to the legacy one.
+    from datetime import UTC, datetime
+    from random import Random
+
+    from publisher.lifecycle import relevant_values
+    from publisher.simulate.orders import story
+
+    rng = Random(11)
+    start = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    orders = [step.order for n in range(40) for step in story(rng, 9000 + n, start)]
+    pairs = [*zip(orders, orders[1:], strict=False), *((o, copy.deepcopy(o)) for o in orders)]
+    for a, b in pairs:
+        same_now = fingerprint(relevant_values(a)) == fingerprint(relevant_values(b))
+        same_before = legacy_fingerprint(relevant_view(a)) == legacy_fingerprint(relevant_view(b))
+        assert same_now == same_before
+
+
+def test_public_meta_order_does_not_change_the_fingerprint() -> None:
+    from publisher.lifecycle import relevant_values
+
+    meta = [{"id": 1, "key": "gift", "value": "yes"}, {"id": 2, "key": "note", "value": {"a": 1}}]
+    one, other = order_727(meta_data=meta), order_727(meta_data=list(reversed(meta)))
+    assert fingerprint(relevant_values(one)) == fingerprint(relevant_values(other))
