@@ -188,6 +188,7 @@ def test_the_current_fingerprint_sees_exactly_the_changes_the_legacy_one_saw() -
     # Over simulated order histories (status jumps, refunds, edits, meta echoes), two
     # deliveries look the same to the current scheme exactly when they did to the legacy one.
     from datetime import UTC, datetime
+    from itertools import pairwise
     from random import Random
 
     from publisher.lifecycle import relevant_values
@@ -196,7 +197,7 @@ def test_the_current_fingerprint_sees_exactly_the_changes_the_legacy_one_saw() -
     rng = Random(11)
     start = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
     orders = [step.order for n in range(40) for step in story(rng, 9000 + n, start)]
-    pairs = [*zip(orders, orders[1:], strict=False), *((o, copy.deepcopy(o)) for o in orders)]
+    pairs = [*pairwise(orders), *((o, copy.deepcopy(o)) for o in orders)]
     for a, b in pairs:
         same_now = fingerprint(relevant_values(a)) == fingerprint(relevant_values(b))
         same_before = legacy_fingerprint(relevant_view(a)) == legacy_fingerprint(relevant_view(b))
