@@ -30,8 +30,8 @@ LEASE_SECONDS = 15.0
 #: Rows read from the outbox at a time (reading is synchronous: keep each read short).
 BATCH = 256
 #: Events sent and not yet confirmed, at most. Plenty for the confirm round trip (thousands of
-#: events/s x tens of ms), and small enough that a backlog does not fill the heap with tasks
-#: (every object alive lengthens the garbage collector's pauses, and the webhook's p99 with them).
+#: events/s x tens of ms), and small enough that a backlog does not fill the heap with pending
+#: sends (every object alive lengthens the garbage collector's pauses, and the webhook's p99).
 WINDOW = 1_000
 IDLE_POLL_SECONDS = 1.0
 #: Confirmed rows are deleted this many at a time, or this often: a delete per delivery would
@@ -153,7 +153,7 @@ class OutboxRelay:
         """Drop the broker connection and give up the lease (another relay may take over)."""
         with contextlib.suppress(Exception):
             await self._settle(CLOSE_SETTLE_SECONDS)
-        await self._disconnect()
+        await self._close_publisher()
         with contextlib.suppress(Exception):
             await self._store.release_lease(LEASE_NAME, self.holder)
 
@@ -268,8 +268,8 @@ class OutboxRelay:
         """
         if self._inflight:
             _, stuck = await asyncio.wait(set(self._inflight), timeout=timeout)
-            for task in stuck:
-                task.cancel()
+            for future in stuck:
+                future.cancel()  # settled as failed: the row stays in the outbox
         await self._delete_confirmed(now=True)
 
     async def _delete_confirmed(self, *, now: bool = False) -> None:
@@ -341,6 +341,3 @@ class OutboxRelay:
         if publisher is not None:
             with contextlib.suppress(Exception):
                 await publisher.close()
-
-    async def _disconnect(self) -> None:
-        await self._close_publisher()
