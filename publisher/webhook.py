@@ -137,7 +137,7 @@ class WebhookApp:
         self._window: Counter[str] = Counter()
         self._window_events: Counter[str] = Counter()
         # The other endpoints go through Starlette; POST /webhooks/woocommerce is answered
-        # directly (see asgi), as it carries all the load.
+        # directly (see __call__), as it carries all the load.
         self._routes = Starlette(
             routes=[
                 Route("/healthz", self.healthz, methods=["GET"]),

@@ -191,6 +191,16 @@ async def test_every_documented_payload_converts(
     await harness.nothing_more()
 
 
+async def test_other_methods_on_the_webhook_path_get_405_and_the_rest_404(
+    harness: Harness,
+) -> None:
+    response = await harness.client.get(WEBHOOK_PATH)
+    assert (response.status_code, response.headers["allow"]) == (405, "POST")
+    assert (await harness.client.post("/webhooks/other", content=b"{}")).status_code == 404
+    assert (await harness.client.get("/healthz")).json() == {"status": "ok"}
+    await harness.nothing_more()
+
+
 async def test_ping_gets_200_and_publishes_nothing(harness: Harness) -> None:
     real = load("real-delivery-ping.json")
     response = await harness.client.post(
