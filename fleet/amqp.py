@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -28,7 +30,12 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 
-#: What the driver's channel raises when the channel or the connection under it is gone.
+#: What an aio-pika exchange raises when its channel or connection is gone.
+_EXCHANGE_LOST: tuple[type[BaseException], ...] = (
+    aio_pika.exceptions.ChannelInvalidStateError,
+    *CONNECTION_ERRORS,
+)
+#: What the driver's channel under it raises then.
 _CHANNEL_LOST: tuple[type[BaseException], ...] = (
     aiormq.exceptions.AMQPError,
     aiormq.exceptions.ChannelInvalidStateError,
@@ -92,6 +99,40 @@ async def connect(
         raise BrokerUnavailable(broker_unavailable_message(target, exc)) from None
 
 
+def unroutable(exchange: str, routing_key: str) -> UnroutableError:
+    """A Basic.Return: no queue is bound for ``routing_key``."""
+    return UnroutableError(
+        f"no queue is bound to exchange {exchange!r} for routing key {routing_key!r}; "
+        "run `woofleet topology apply`"
+    )
+
+
+def refused(exchange: str, routing_key: str | None = None) -> PublishError:
+    """A Basic.Nack (the routing key when the caller knows it)."""
+    where = repr(exchange) if routing_key is None else f"{exchange!r}/{routing_key!r}"
+    return PublishError(
+        f"the broker refused a message for {where} "
+        "(a full queue with reject-publish, or a broker alarm)"
+    )
+
+
+@contextlib.contextmanager
+def _publish_errors(
+    exchange: str, routing_key: str, lost: tuple[type[BaseException], ...]
+) -> Iterator[None]:
+    """The driver's publish failures as UnroutableError or PublishError."""
+    try:
+        yield
+    except aiormq.exceptions.PublishError as exc:  # a Basic.Return: nothing bound
+        raise unroutable(exchange, routing_key) from exc
+    except aiormq.exceptions.DeliveryError as exc:  # a Basic.Nack
+        raise refused(exchange, routing_key) from exc
+    except lost as exc:
+        raise PublishError(
+            f"lost the broker while publishing to {exchange!r}/{routing_key!r}: {exc}"
+        ) from exc
+
+
 async def publish_confirmed_frames(
     channel: aiormq.abc.AbstractChannel,
     exchange: str,
@@ -105,28 +146,10 @@ async def publish_confirmed_frames(
     be in confirm mode with returns raised (an aio-pika channel opened as
     :func:`publish_confirmed` asks gives one through ``get_underlay_channel()``).
     """
-    try:
+    with _publish_errors(exchange, routing_key, _CHANNEL_LOST):
         await channel.basic_publish(
-            body,
-            exchange=exchange,
-            routing_key=routing_key,
-            properties=properties,
-            mandatory=True,
+            body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=True
         )
-    except aiormq.exceptions.PublishError as exc:
-        raise UnroutableError(
-            f"no queue is bound to exchange {exchange!r} for routing key {routing_key!r}; "
-            "run `woofleet topology apply`"
-        ) from exc
-    except aiormq.exceptions.DeliveryError as exc:
-        raise PublishError(
-            f"the broker refused a message for {exchange!r}/{routing_key!r} "
-            "(a full queue with reject-publish, or a broker alarm)"
-        ) from exc
-    except _CHANNEL_LOST as exc:
-        raise PublishError(
-            f"lost the broker while publishing to {exchange!r}/{routing_key!r}: {exc}"
-        ) from exc
 
 
 async def publish_confirmed(
@@ -140,19 +163,5 @@ async def publish_confirmed(
     :class:`UnroutableError` when no queue is bound for ``routing_key``; :class:`PublishError`
     when the broker nacks (e.g. a full queue with ``reject-publish``) or the channel breaks.
     """
-    try:
+    with _publish_errors(exchange.name, routing_key, _EXCHANGE_LOST):
         await exchange.publish(message, routing_key, mandatory=True)
-    except aiormq.exceptions.PublishError as exc:  # a Basic.Return: nothing bound
-        raise UnroutableError(
-            f"no queue is bound to exchange {exchange.name!r} for routing key {routing_key!r}; "
-            "run `woofleet topology apply`"
-        ) from exc
-    except aiormq.exceptions.DeliveryError as exc:  # a Basic.Nack
-        raise PublishError(
-            f"the broker refused a message for {exchange.name!r}/{routing_key!r} "
-            "(a full queue with reject-publish, or a broker alarm)"
-        ) from exc
-    except (aio_pika.exceptions.ChannelInvalidStateError, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
-        raise PublishError(
-            f"lost the broker while publishing to {exchange.name!r}/{routing_key!r}: {exc}"
-        ) from exc

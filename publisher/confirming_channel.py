@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import OrderedDict
-from datetime import datetime
-from typing import Any
 
 import pika
 import pika.channel
@@ -27,24 +24,11 @@ import pika.frame
 import pika.spec
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from fleet.amqp import CONNECT_TIMEOUT, broker_unavailable_message, ssl_context
-from fleet.errors import BrokerUnavailable, PublishError, TopologyError, UnroutableError
+from fleet.amqp import CONNECT_TIMEOUT, broker_unavailable_message, refused, ssl_context, unroutable
+from fleet.errors import BrokerUnavailable, PublishError, TopologyError
 from fleet.settings import Settings
 from publisher.outgoing import Outgoing
 from topology.names import EVENTS_EXCHANGE
-
-log = logging.getLogger(__name__)
-
-
-def pika_properties(properties: dict[str, Any]) -> pika.BasicProperties:
-    """Outgoing's stored properties as pika's (the timestamp as seconds since the epoch)."""
-    props = dict(properties)
-    timestamp = props.pop("timestamp", None)
-    if isinstance(timestamp, str):
-        timestamp = datetime.fromisoformat(timestamp)
-    if isinstance(timestamp, datetime):
-        timestamp = int(timestamp.timestamp())
-    return pika.BasicProperties(timestamp=timestamp, **props)
 
 
 class ConfirmingChannel:
@@ -130,7 +114,7 @@ class ConfirmingChannel:
                 self.exchange,
                 item.routing_key,
                 item.body,
-                pika_properties(item.properties),
+                item.pika_properties(),
                 mandatory=True,
             )
         except (pika.exceptions.AMQPError, OSError) as exc:
@@ -178,12 +162,7 @@ class ConfirmingChannel:
             if acked:
                 future.set_result(None)
             else:
-                future.set_exception(
-                    PublishError(
-                        f"the broker refused a message for {self.exchange!r} "
-                        "(a full queue with reject-publish, or a broker alarm)"
-                    )
-                )
+                future.set_exception(refused(self.exchange))
         if not unconfirmed:
             self._tag_of.clear()
 
@@ -197,12 +176,7 @@ class ConfirmingChannel:
         tag = self._tag_of.get(str(properties.message_id))
         future = self._unconfirmed.get(tag) if tag is not None else None
         if future is not None and not future.done():
-            future.set_exception(
-                UnroutableError(
-                    f"no queue is bound to exchange {self.exchange!r} for routing key "
-                    f"{method.routing_key!r}; run `woofleet topology apply`"
-                )
-            )
+            future.set_exception(unroutable(self.exchange, method.routing_key))
 
     def _on_channel_closed(self, channel: pika.channel.Channel, reason: BaseException) -> None:
         self._fail_all(f"the channel closed ({reason})")

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aio_pika
 import orjson
+import pika
 from pamqp import commands as spec
 
 from contracts import message_body, message_properties
@@ -38,23 +38,28 @@ class Outgoing:
             properties=dict(message_properties(envelope, priority=priority)),
         )
 
-    def to_message(self) -> aio_pika.Message:
+    def _split_timestamp(self) -> tuple[dict[str, Any], datetime | None]:
+        """The properties without their timestamp, and the timestamp (stored rows hold it as
+        ISO 8601 text)."""
         props = dict(self.properties)
         timestamp = props.pop("timestamp", None)
         if isinstance(timestamp, str):
             timestamp = datetime.fromisoformat(timestamp)
-        return aio_pika.Message(self.body, timestamp=timestamp, **props)
+        return props, timestamp
 
     def amqp_properties(self) -> spec.Basic.Properties:
-        """The properties as the AMQP driver writes them (what :meth:`to_message` would give)."""
-        props = dict(self.properties)
-        timestamp = props.pop("timestamp", None)
-        if isinstance(timestamp, str):
-            timestamp = datetime.fromisoformat(timestamp)
-        # AMQP's "type" property is "message_type" in the driver.
+        """The properties as aiormq (under aio-pika) writes them."""
+        props, timestamp = self._split_timestamp()
+        # AMQP's "type" property is "message_type" in this driver.
         return spec.Basic.Properties(
             message_type=props.pop("type", None), timestamp=timestamp, **props
         )
+
+    def pika_properties(self) -> pika.BasicProperties:
+        """The properties as pika writes them (the timestamp in whole seconds)."""
+        props, timestamp = self._split_timestamp()
+        seconds = int(timestamp.timestamp()) if timestamp is not None else None
+        return pika.BasicProperties(timestamp=seconds, **props)
 
     def properties_json(self) -> str:
         """The properties as JSON (the timestamp as ISO 8601), for the outbox table."""

@@ -100,7 +100,7 @@ class SqliteStore:
 
     async def transition(self, key: ResourceKey, decide: Decide) -> list[int]:
         # Group commit: transitions submitted in the same loop iteration share one transaction
-        # (one WAL write and fsync instead of one per delivery); a delivery whose decide()
+        # (one WAL write instead of one per delivery); a delivery whose decide()
         # raises fails alone. Items run in submission order, so two deliveries of one order in
         # a batch still see each other's state.
         loop = asyncio.get_running_loop()
