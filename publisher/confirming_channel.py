@@ -1,9 +1,10 @@
 """A confirming AMQP channel for the outbox relay: pika on the running asyncio loop.
 
 The relay publishes every event of the fleet, so its cost per message is what matters most:
-pika's asyncio adapter writes a publish as three frames into the socket buffer and reports
-confirms through one callback (``multiple`` acks settle many messages at once), where a
-coroutine-per-publish driver spends several times the CPU on locks, queues and futures.
+pika's asyncio adapter reports confirms through one callback (``multiple`` acks settle many
+messages at once), where a coroutine-per-publish driver spends several times the CPU on locks,
+queues and futures. Its transport sends every frame with a system call of its own (three per
+publish); :class:`_CoalescingConnection` joins what one pass of the event loop wrote into one.
 
 Semantics are those of :func:`fleet.amqp.publish_confirmed`: persistent, mandatory, confirmed.
 :meth:`ConfirmingChannel.publish` returns a future that resolves when the broker acks the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
+from typing import Any
 
 import pika
 import pika.channel
@@ -31,12 +33,33 @@ from publisher.outgoing import Outgoing
 from topology.names import EVENTS_EXCHANGE
 
 
+class _CoalescingConnection(AsyncioConnection):  # type: ignore[misc]  # pika is untyped
+    """An asyncio pika connection that sends the frames queued during one pass of the event
+    loop with one write: a relay pass of N publishes costs one ``send`` instead of 3N, and the
+    broker reads one segment instead of 3N (on loopback both halves are this host's CPU)."""
+
+    def __init__(self, *args: Any, custom_ioloop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        self._loop = custom_ioloop
+        self._frames: list[bytes] = []
+        super().__init__(*args, custom_ioloop=custom_ioloop, **kwargs)
+
+    def _adapter_emit_data(self, data: bytes) -> None:
+        if not self._frames:
+            self._loop.call_soon(self._flush_frames)
+        self._frames.append(data)
+
+    def _flush_frames(self) -> None:
+        data, self._frames = b"".join(self._frames), []
+        if self._transport is not None:  # None once the stream is gone: pika drops it too
+            self._transport.write(data)
+
+
 class ConfirmingChannel:
     """One connection with one channel in confirm mode, publishing to one exchange."""
 
     def __init__(self, exchange: str) -> None:
         self.exchange = exchange
-        self._connection: AsyncioConnection | None = None
+        self._connection: _CoalescingConnection | None = None
         self._channel: pika.channel.Channel | None = None
         # Delivery tag -> its future, oldest first (tags grow by one per publish).
         self._unconfirmed: OrderedDict[int, asyncio.Future[None]] = OrderedDict()
@@ -78,7 +101,7 @@ class ConfirmingChannel:
             self._fail_all(f"the connection closed ({reason})")
             fail(reason)
 
-        self._connection = AsyncioConnection(
+        self._connection = _CoalescingConnection(
             parameters,
             on_open_callback=on_connection_open,
             on_open_error_callback=on_open_error,
