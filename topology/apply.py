@@ -41,8 +41,9 @@ def vhost_of(amqp_url: str) -> str:
     return unquote(path[1:]) if len(path) > 1 else "/"
 
 
-def broker_supports_quorum_dead_lettering(connection: AbstractRobustConnection) -> bool:
-    """At-least-once dead lettering from quorum queues arrived in RabbitMQ 3.10."""
+def broker_is_3_10_or_newer(connection: AbstractRobustConnection) -> bool:
+    """At-least-once dead lettering from quorum queues and classic queue storage format 2
+    both arrived in RabbitMQ 3.10."""
     underlay = connection.transport
     props = getattr(underlay.connection if underlay else None, "server_properties", {}) or {}
     raw = props.get("version", b"0")
@@ -160,12 +161,11 @@ async def apply_fleet(
     management: Management | None = None,
 ) -> ApplyReport:
     """Build the fleet's topology for this broker's abilities and apply it."""
-    quorum = fleet.quorum_tiers and broker_supports_quorum_dead_lettering(connection)
-    if fleet.quorum_tiers and not quorum:
+    modern = broker_is_3_10_or_newer(connection)
+    if not modern:
         log.warning(
             "broker is older than 3.10: retry tiers and DLQs fall back to classic queues "
-            "(at-most-once dead lettering)"
+            "(at-most-once dead lettering), in the older storage format"
         )
-    return await apply_topology(
-        connection, build_topology(fleet, quorum=quorum), vhost=vhost, management=management
-    )
+    topology = build_topology(fleet, quorum=fleet.quorum_tiers and modern, storage_v2=modern)
+    return await apply_topology(connection, topology, vhost=vhost, management=management)

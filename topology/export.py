@@ -44,10 +44,11 @@ def definitions(
 ) -> dict[str, Any]:
     """RabbitMQ definitions JSON for one virtual host (import with ``POST /api/definitions/VH``).
 
-    ``quorum=False`` renders classic retry tiers and DLQs for brokers older than 3.10, as
-    ``apply`` does when it finds one.
+    ``quorum=False`` renders classic retry tiers and DLQs, and policies without
+    ``queue-version``, for brokers older than 3.10, as ``apply`` does when it finds one.
     """
-    return _definitions(build_topology(fleet, quorum=fleet.quorum_tiers and quorum), vhost)
+    topology = build_topology(fleet, quorum=fleet.quorum_tiers and quorum, storage_v2=quorum)
+    return _definitions(topology, vhost)
 
 
 def _definitions(topology: Topology, vhost: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from aio_pika.abc import AbstractRobustConnection
 from fleet.management import Management, q
 from tests.support.amqp import apply
 from topology import names
-from topology.apply import broker_supports_quorum_dead_lettering
+from topology.apply import broker_is_3_10_or_newer
 from topology.export import definitions
 from topology.fleet import CONSUMERS, DEFAULT_FLEET, build_topology
 
@@ -55,13 +55,13 @@ async def test_apply_over_imported_definitions_creates_nothing(
     management: Management, vhost: str, connection: AbstractRobustConnection
 ) -> None:
     # Given a vhost whose topology came from the definitions import, rendered for this broker
-    quorum = broker_supports_quorum_dead_lettering(connection)
+    quorum = broker_is_3_10_or_newer(connection)
     import_definitions(management, vhost, definitions(DEFAULT_FLEET, vhost=vhost, quorum=quorum))
     # When `topology apply` runs over it
     report = await apply(connection, DEFAULT_FLEET, vhost)
     # Then it finds everything in place: no precondition failures, nothing created
     assert report.created == []
-    topology = build_topology(DEFAULT_FLEET, quorum=quorum)
+    topology = build_topology(DEFAULT_FLEET, quorum=quorum, storage_v2=quorum)
     assert len(report.unchanged) == len(topology.exchanges) + len(topology.queues)
     assert report.warnings == []
     assert "0 created" in report.summary()

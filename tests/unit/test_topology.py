@@ -224,13 +224,29 @@ def test_every_consumer_has_a_dlq_bound_on_woo_dlx_by_its_own_name(
 
 def test_every_dlq_has_a_length_limit_policy_matching_only_itself(topology: Topology) -> None:
     queue_names = [q.name for q in topology.queues]
-    assert len(topology.policies) == len(CONSUMERS)
-    for policy in topology.policies:
+    limits = [p for p in topology.policies if p.name.endswith("-limit")]
+    assert len(limits) == len(CONSUMERS)
+    for policy in limits:
         matched = [n for n in queue_names if re.search(policy.pattern, n)]
         assert len(matched) == 1
         assert matched[0].endswith(".dlq")
         assert policy.apply_to == "queues"
-        assert policy.definition_dict() == {"max-length": 100_000, "overflow": "reject-publish"}
+        assert policy.definition_dict() == {
+            "max-length": 100_000,
+            "overflow": "reject-publish",
+            "queue-version": 2,
+        }
+
+
+def test_every_queue_gets_storage_format_2_from_the_policy_that_wins_on_it(
+    topology: Topology,
+) -> None:
+    # RabbitMQ applies only the highest-priority matching policy, so whichever wins must say it.
+    for queue in topology.queues:
+        matching = [p for p in topology.policies if re.search(p.pattern, queue.name)]
+        winner = max(matching, key=lambda p: p.priority)
+        assert [p.priority for p in matching].count(winner.priority) == 1, queue.name
+        assert winner.definition_dict()["queue-version"] == 2, queue.name
 
 
 def test_review_request_waits_seven_days_in_a_delay_queue_bound_to_order_completed(

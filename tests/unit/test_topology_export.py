@@ -44,7 +44,7 @@ def test_definitions_name_the_vhost_everywhere_and_bind_queues_only() -> None:
 
 
 def test_definitions_policies_use_the_management_api_field_names() -> None:
-    policy = definitions()["policies"][0]
+    policy = next(p for p in definitions()["policies"] if p["name"].endswith(".dlq-limit"))
     assert set(policy) == {"vhost", "name", "pattern", "apply-to", "definition", "priority"}
     assert policy["apply-to"] == "queues"
     assert policy["definition"]["overflow"] == "reject-publish"
@@ -53,6 +53,9 @@ def test_definitions_policies_use_the_management_api_field_names() -> None:
 def test_definitions_for_an_old_broker_use_classic_queues_only() -> None:
     rendered = definitions(quorum=False)
     assert not [q["name"] for q in rendered["queues"] if "x-queue-type" in q["arguments"]]
+    # and no queue-version, which a broker older than 3.10 rejects in a policy
+    assert rendered["policies"]
+    assert not [p["name"] for p in rendered["policies"] if "queue-version" in p["definition"]]
 
 
 def test_work_queues_keep_x_max_priority_in_definitions() -> None:
