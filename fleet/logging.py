@@ -87,3 +87,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     # aiormq logs every failed connect at ERROR with a traceback-like repr; woofleet reports a
     # missing broker itself, in one line that says what to do (see fleet.amqp).
     logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
+    # pika (the relay's publisher) logs seven ERROR lines per failed connect; the same applies.
+    for workflow in ("base_connection", "utils.connection_workflow", "utils.io_services_utils"):
+        logging.getLogger(f"pika.adapters.{workflow}").setLevel(logging.CRITICAL)

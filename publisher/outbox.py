@@ -87,6 +87,8 @@ class OutboxRelay:
         self._done: OrderedDict[int, None] = OrderedDict()
         self._stopping = False
         self._backoff = 0.0
+        self._retry_at = 0.0  # monotonic; no broker work before it after a failure
+        self._stopped = asyncio.Event()
         self._failed = False
         self._sent_upto = 0
         self._slots = asyncio.Semaphore(window)
@@ -139,13 +141,18 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._backoff or IDLE_POLL_SECONDS)
                 self._wake.clear()
+                if (pause := self._retry_at - time.monotonic()) > 0:
+                    # Woken by a delivery while backing off: trying the broker again at every
+                    # delivery would hammer it as it comes back. The outbox keeps the events.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopped.wait(), pause)
                 if self._stopping:
                     break
                 try:
                     await self.drain()
                 except Exception:
                     log.exception("outbox relay: unexpected error; trying again shortly")
-                    self._backoff = self._max_backoff
+                    self._back_off(self._max_backoff)
         finally:
             await self.close()
 
@@ -175,6 +182,7 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         self.wake()
 
     async def drain(self) -> int:
@@ -315,7 +323,7 @@ class OutboxRelay:
         self.last_error = str(error)
         level = logging.ERROR if isinstance(error, UnroutableError) else logging.WARNING
         log.log(level, "outbox relay: events not confirmed, kept in the outbox (%s)", error)
-        self._backoff = min(max(self._backoff * 2, 0.5), self._max_backoff)
+        self._back_off()
 
     async def _ensure_publisher(self) -> bool:
         if self._publisher is not None and self._publisher.is_open:
@@ -331,10 +339,17 @@ class OutboxRelay:
                     "outbox relay: broker not available, events stay in the outbox: %s",
                     self.last_error,
                 )
-            self._backoff = min(max(self._backoff * 2, 0.5), self._max_backoff)
+            self._back_off()
             await self._close_publisher()
             return False
         return True
+
+    def _back_off(self, seconds: float | None = None) -> None:
+        """Wait longer before the next try: 0.5 s, doubling up to ``max_backoff``."""
+        if seconds is None:
+            seconds = min(max(self._backoff * 2, 0.5), self._max_backoff)
+        self._backoff = seconds
+        self._retry_at = time.monotonic() + seconds
 
     async def _close_publisher(self) -> None:
         publisher, self._publisher = self._publisher, None

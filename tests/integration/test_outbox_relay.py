@@ -241,3 +241,33 @@ async def test_the_relay_gives_way_to_deliveries_in_hand_but_never_stops(
         await relay.close()
         await store.close()
         await channel.close()
+
+
+async def test_deliveries_while_the_broker_is_away_do_not_hammer_it_with_connects(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Given a relay whose broker is unreachable (nothing listens on the port)
+    attempts = 0
+    url = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+
+    async def connect() -> Any:
+        nonlocal attempts
+        attempts += 1
+        return await open_confirming_channel(settings, name="relay test", url=url)
+
+    store = SqliteStore.open(f"sqlite:///{tmp_path}/state.db")
+    relay = OutboxRelay(store, connect, max_backoff=0.5)
+    running = asyncio.create_task(relay.run())
+    try:
+        # When deliveries wake it 300 times a second for 1.6 s
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 1.6
+        while loop.time() < until:
+            relay.wake()
+            await asyncio.sleep(1 / 300)
+    finally:
+        await relay.stop()
+        await asyncio.wait_for(running, 10)
+        await store.close()
+    # Then it tried at once and then once per backoff period, not once per delivery
+    assert 2 <= attempts <= 5, attempts

@@ -102,3 +102,28 @@ def test_sentry_middleware_runs_only_where_sentry_is_on(monkeypatch: pytest.Monk
     assert [type(m) for m in standard_middleware()] == [MetricsMiddleware]
     monkeypatch.setattr(sentry_sdk, "is_initialized", lambda: True)
     assert [type(m) for m in standard_middleware()] == [MetricsMiddleware, SentryMiddleware]
+
+
+def test_logging_setup_quiets_the_amqp_libraries_connect_failures_but_not_their_warnings() -> None:
+    # woofleet says "broker not available ..." once, with what to do; the libraries would add
+    # several ERROR lines per failed connect (seven for pika), every retry.
+    from fleet.logging import setup_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    quieted = [
+        "aiormq.connection",
+        "pika.adapters.base_connection",
+        "pika.adapters.utils.connection_workflow",
+        "pika.adapters.utils.io_services_utils",
+    ]
+    try:
+        setup_logging("INFO")
+        for name in quieted:
+            assert not logging.getLogger(name).isEnabledFor(logging.ERROR), name
+        assert logging.getLogger("pika.channel").isEnabledFor(logging.WARNING)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name in quieted:
+            logging.getLogger(name).setLevel(logging.NOTSET)
