@@ -183,3 +183,37 @@ async def test_the_wal_is_rewound_under_steady_commits(
         assert await store.depth() == n
     finally:
         await store.close()
+
+
+async def test_a_long_reader_elsewhere_holds_commits_up_briefly_not_for_its_whole_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A RESTART waits for readers of the WAL and holds off new commits meanwhile: it gives up
+    # after its short busy timeout rather than stall deliveries behind somebody's long query.
+    monkeypatch.setattr(store_sqlite, "CHECKPOINT_SECONDS", 0.05)
+    monkeypatch.setattr(store_sqlite, "RESTART_EVERY", 1)
+    store = SqliteStore.open(f"sqlite:///{tmp_path}/state.db")
+    await queue(store, 1)
+    reader = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    try:
+        # Given another process's read transaction open on the database
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM publisher_outbox").fetchall()
+        await queue(store, 2)  # the WAL now has frames the reader's snapshot predates
+        # When deliveries keep committing for a second
+        slowest = 0.0
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 1.0
+        n = 10
+        while loop.time() < until:
+            n += 1
+            started = loop.time()
+            await queue(store, n)
+            slowest = max(slowest, loop.time() - started)
+            await asyncio.sleep(0.005)
+        # Then no commit waited anywhere near the reader's whole second
+        assert slowest < 0.4, slowest
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+        await store.close()
