@@ -1,4 +1,4 @@
-"""The storage policy takes effect on the real broker: every queue gets format 2."""
+"""The storage policy takes effect on the real broker, and leaves the DLQ limits in force."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from topology.apply import broker_is_3_10_or_newer
 from topology.fleet import MAX_PRIORITY, build_topology
 
 
-async def test_apply_puts_every_queue_on_storage_format_2(
+async def test_apply_puts_classic_queues_on_lazy_storage_format_2_and_keeps_dlq_limits(
     connection: AbstractRobustConnection, vhost: str, management: Management
 ) -> None:
     if not broker_is_3_10_or_newer(connection):
@@ -21,19 +21,27 @@ async def test_apply_puts_every_queue_on_storage_format_2(
     # Given the fleet's topology applied with its policies
     fleet = fast_fleet("stock", "analytics")
     await apply(connection, fleet, vhost)
-    queues = [q.name for q in build_topology(fleet).queues]
+    topology = build_topology(fleet)
 
     def effective(name: str) -> dict[str, Any]:
         return (management.queue(vhost, name) or {}).get("effective_policy_definition") or {}
 
-    # Then the broker reports format 2 as the effective setting of every queue, DLQs included
-    # (their length-limit policy outranks the storage one and repeats it)
-    await wait_until(
-        lambda: all(effective(n).get("queue-version") == 2 for n in queues),
-        timeout=15,
-        interval=0.5,
-    )
-    assert effective(names.dead_letter_queue("stock"))["max-length"] > 0
+    def settled() -> bool:
+        return all(
+            effective(q.name).get("queue-version") == 2
+            for q in topology.queues
+            if q.type == "classic"
+        ) and all(
+            effective(names.dead_letter_queue(c)).get("max-length") for c in ("stock", "analytics")
+        )
+
+    # Then the broker reports lazy format 2 on every classic queue
+    await wait_until(settled, timeout=15, interval=0.5)
+    for queue in topology.queues:
+        if queue.type == "classic":
+            assert effective(queue.name)["queue-mode"] == "lazy", queue.name
+    # and the (quorum) DLQs still have their length limit in force
+    assert effective(names.dead_letter_queue("stock"))["overflow"] == "reject-publish"
     # and a work queue really stores in it: a priority queue sums the "version" of its
     # per-level backing queues (one per level, 0..MAX_PRIORITY); format 1 would give half.
     work = management.queue(vhost, names.work_queue("stock")) or {}

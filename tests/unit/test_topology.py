@@ -231,22 +231,26 @@ def test_every_dlq_has_a_length_limit_policy_matching_only_itself(topology: Topo
         assert len(matched) == 1
         assert matched[0].endswith(".dlq")
         assert policy.apply_to == "queues"
-        assert policy.definition_dict() == {
-            "max-length": 100_000,
-            "overflow": "reject-publish",
-            "queue-version": 2,
-        }
+        # quorum DLQs: no storage keys (with queue-mode, RabbitMQ 3.10 applies no policy at all)
+        assert policy.definition_dict() == {"max-length": 100_000, "overflow": "reject-publish"}
 
 
-def test_every_queue_gets_storage_format_2_from_the_policy_that_wins_on_it(
-    topology: Topology,
+@pytest.mark.parametrize("quorum", [True, False])
+@pytest.mark.parametrize("storage_v2", [True, False])
+def test_classic_queues_get_their_storage_from_the_policy_that_wins_on_them(
+    quorum: bool, storage_v2: bool
 ) -> None:
-    # RabbitMQ applies only the highest-priority matching policy, so whichever wins must say it.
+    # RabbitMQ applies only the highest-priority matching policy, so whichever wins must say it;
+    # on a quorum queue, the winner must carry no storage key (3.10 would skip the policy).
+    topology = build_topology(DEFAULT_FLEET, quorum=quorum, storage_v2=storage_v2)
+    classic = {"queue-version": 2, "queue-mode": "lazy"} if storage_v2 else {"queue-mode": "lazy"}
     for queue in topology.queues:
         matching = [p for p in topology.policies if re.search(p.pattern, queue.name)]
-        winner = max(matching, key=lambda p: p.priority)
-        assert [p.priority for p in matching].count(winner.priority) == 1, queue.name
-        assert winner.definition_dict()["queue-version"] == 2, queue.name
+        winner = max(matching, key=lambda p: p.priority, default=None)
+        if winner is not None:
+            assert [p.priority for p in matching].count(winner.priority) == 1, queue.name
+        storage = {k: v for k, v in winner.definition if k.startswith("queue-")} if winner else {}
+        assert storage == (classic if queue.type == "classic" else {}), queue.name
 
 
 def test_review_request_waits_seven_days_in_a_delay_queue_bound_to_order_completed(
