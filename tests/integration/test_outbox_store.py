@@ -19,21 +19,21 @@ from publisher.store_sqlite import SqliteStore, seq_runs
 pytestmark = pytest.mark.integration
 
 
-def message(n: int) -> Outgoing:
+def message(n: int, padding: int = 0) -> Outgoing:
     return Outgoing(
         routing_key="order.paid",
-        body=f'{{"n":{n}}}'.encode(),
+        body=f'{{"n":{n},"pad":"{"x" * padding}"}}'.encode(),
         properties={"message_id": f"m-{n}", "priority": 1, "headers": {"h": n}},
     )
 
 
-async def queue(store: SqliteStore, *numbers: int) -> list[int]:
-    """Commit one transition per number, each queueing one message."""
+async def queue(store: SqliteStore, *numbers: int, padding: int = 0) -> list[int]:
+    """Commit one transition per number, each queueing one message (``padding`` bytes more)."""
     seqs: list[int] = []
     for n in numbers:
 
         def decide(raw: dict[str, Any] | None, n: int = n) -> tuple[None, list[Outgoing]]:
-            return None, [message(n)]
+            return None, [message(n, padding)]
 
         seqs += await store.transition(ResourceKey("https://shop.example", "order", n), decide)
     return seqs
@@ -151,6 +151,22 @@ async def test_commits_reach_the_database_file_at_the_next_checkpoint(
         await store.close()
 
 
+async def commit_steadily(
+    store: SqliteStore, seconds: float, *, first: int = 1, padding: int = 0
+) -> tuple[int, float]:
+    """A delivery every 2 ms for ``seconds``: (how many were committed, the slowest commit)."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + seconds
+    count, slowest = 0, 0.0
+    while loop.time() < until:
+        started = loop.time()
+        await queue(store, first + count, padding=padding)
+        slowest = max(slowest, loop.time() - started)
+        count += 1
+        await asyncio.sleep(0.002)
+    return count, slowest
+
+
 async def test_the_wal_is_rewound_under_steady_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,26 +177,14 @@ async def test_the_wal_is_rewound_under_steady_commits(
     monkeypatch.setattr(store_sqlite, "RESTART_EVERY", 1)
     store = SqliteStore.open(f"sqlite:///{tmp_path}/state.db")
     wal = tmp_path / "state.db-wal"
-    body = b"x" * 3000
-    committed = 0
     try:
         # Given a commit every 2 ms for 1.5 s (a checkpoint always overlaps one)
-        loop = asyncio.get_running_loop()
-        until = loop.time() + 1.5
-        n = 0
-        while loop.time() < until:
-            n += 1
-
-            def decide(raw: dict[str, Any] | None, n: int = n) -> tuple[None, list[Outgoing]]:
-                return None, [Outgoing("order.paid", body, {"message_id": f"m-{n}"})]
-
-            await store.transition(ResourceKey("https://shop.example", "order", n), decide)
-            committed += len(body)
-            await asyncio.sleep(0.002)
+        count, _ = await commit_steadily(store, 1.5, padding=3000)
         # Then the WAL file stays a fraction of what went through it
+        committed = count * 3000
         assert wal.stat().st_size < committed / 2, (wal.stat().st_size, committed)
         # and nothing was lost
-        assert await store.depth() == n
+        assert await store.depth() == count
     finally:
         await store.close()
 
@@ -201,16 +205,7 @@ async def test_a_long_reader_elsewhere_holds_commits_up_briefly_not_for_its_whol
         reader.execute("SELECT count(*) FROM publisher_outbox").fetchall()
         await queue(store, 2)  # the WAL now has frames the reader's snapshot predates
         # When deliveries keep committing for a second
-        slowest = 0.0
-        loop = asyncio.get_running_loop()
-        until = loop.time() + 1.0
-        n = 10
-        while loop.time() < until:
-            n += 1
-            started = loop.time()
-            await queue(store, n)
-            slowest = max(slowest, loop.time() - started)
-            await asyncio.sleep(0.005)
+        _, slowest = await commit_steadily(store, 1.0, first=10)
         # Then no commit waited anywhere near the reader's whole second
         assert slowest < 0.4, slowest
     finally:
