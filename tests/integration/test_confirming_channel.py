@@ -73,6 +73,33 @@ async def test_many_in_flight_are_confirmed_in_order(
     assert got == [str(n) for n in range(300)]
 
 
+async def test_publishes_queued_in_one_loop_pass_go_out_in_one_write(
+    settings: Settings, connection: AbstractRobustConnection
+) -> None:
+    # pika's transport sends each buffered chunk with a system call of its own; the relay's
+    # connection hands it one chunk per loop pass. Spy on the real transport (it still writes).
+    await events_queue(connection)
+    channel = await open_confirming_channel(settings, name="test")
+    transport = channel._connection._transport  # type: ignore[union-attr]
+    writes: list[int] = []
+    real_write = transport.write
+
+    def counting_write(data: bytes) -> None:
+        writes.append(len(data))
+        real_write(data)
+
+    transport.write = counting_write
+    try:
+        # When 50 events are published without yielding in between
+        futures = [channel.publish(event(n)) for n in range(50)]
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        # Then their 150 frames left in one write, and all were confirmed
+        assert len(writes) == 1, writes
+        assert writes[0] > 50 * len(event(0).body)
+    finally:
+        await channel.close()
+
+
 async def test_an_unroutable_event_fails_alone(
     settings: Settings, connection: AbstractRobustConnection
 ) -> None:
