@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq.exceptions
+import httpx
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from fleet.errors import BrokerUnavailable, TopologyError
@@ -140,14 +141,24 @@ def _apply_policies(
         return
     try:
         for policy in topology.policies:
-            management.put_policy(
-                vhost,
-                policy.name,
-                policy.pattern,
-                policy.definition_dict(),
-                apply_to=policy.apply_to,
-                priority=policy.priority,
-            )
+            try:
+                management.put_policy(
+                    vhost,
+                    policy.name,
+                    policy.pattern,
+                    policy.definition_dict(),
+                    apply_to=policy.apply_to,
+                    priority=policy.priority,
+                )
+            except httpx.HTTPStatusError as exc:
+                # One policy this broker refuses (a key its version does not know) must not
+                # leave the others, the DLQ limits among them, unset.
+                reason = exc.response.text.strip()[:200]
+                report.warnings.append(
+                    f"policy {policy.name} not set: the broker answered "
+                    f"{exc.response.status_code} ({reason})"
+                )
+                continue
             report.policies.append(policy.name)
     except BrokerUnavailable as exc:
         report.warnings.append(f"policies not set: {exc}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
@@ -11,6 +12,7 @@ from tests.support.amqp import apply, fast_fleet, wait_until
 from topology import names
 from topology.apply import broker_is_3_10_or_newer
 from topology.fleet import MAX_PRIORITY, build_topology
+from topology.model import Policy
 
 
 async def test_apply_puts_classic_queues_on_lazy_storage_format_2_and_keeps_dlq_limits(
@@ -46,3 +48,19 @@ async def test_apply_puts_classic_queues_on_lazy_storage_format_2_and_keeps_dlq_
     # per-level backing queues (one per level, 0..MAX_PRIORITY); format 1 would give half.
     work = management.queue(vhost, names.work_queue("stock")) or {}
     assert work["backing_queue_status"]["version"] == 2 * (MAX_PRIORITY + 1)
+
+
+async def test_a_policy_the_broker_refuses_is_a_warning_and_the_others_are_still_set(
+    connection: AbstractRobustConnection, vhost: str, management: Management
+) -> None:
+    # Given a fleet with an extra policy carrying a key no RabbitMQ knows
+    refused = Policy("refused-one", "^nothing$", "queues", (("no-such-key", 1),), priority=9)
+    fleet = replace(fast_fleet("stock"), extra_policies=(refused,))
+    # When the topology is applied
+    report = await apply(connection, fleet, vhost)
+    # Then the report names the refused policy and why, and every other policy is set
+    [warning] = report.warnings
+    assert "refused-one" in warning and "400" in warning
+    wanted = {p.name for p in build_topology(fleet).policies} - {"refused-one"}
+    assert set(report.policies) == wanted
+    assert {p["name"] for p in management.policies(vhost)} == wanted
