@@ -1,12 +1,32 @@
-"""Fixtures shared by the integration tests of the HTTP-target consumers."""
+"""Fixtures shared by integration tests: a PostgreSQL schema, the HTTP-target server."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from tests.support.http_target_server import HttpTargetServer
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL to the local PostgreSQL whose search_path is a fresh schema, dropped afterwards."""
+    schema = f"pub_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        pytest.skip(f"no PostgreSQL at {POSTGRES}")
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
 
 
 @pytest.fixture(scope="module")

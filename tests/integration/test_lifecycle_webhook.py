@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
@@ -29,8 +27,6 @@ from tests.integration.test_webhook import (
 )
 
 pytestmark = pytest.mark.integration
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture
@@ -124,21 +120,6 @@ def test_sqlite_transitions_from_many_threads_serialise_per_order(tmp_path: Path
 
 
 # -- PostgreSQL: several publisher processes on one state store --------------------------------
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    schema = f"pub_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError:
-        pytest.skip(f"no PostgreSQL at {POSTGRES}")
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
 
 
 @pytest.fixture
