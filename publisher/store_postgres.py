@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS publisher_lease (
 """
 
 
+#: How long closing waits for a group commit under way.
+CLOSE_WAIT_SECONDS = 5.0
+
 #: One transition waiting for its group commit: the resource, its decision, its answer.
 Pending = tuple[ResourceKey, Decide, "asyncio.Future[list[int]]"]
 
@@ -245,7 +248,8 @@ class PostgresStore:
 
     async def close(self) -> None:
         if self._committer is not None:
-            # Let a group being committed finish: its deliveries are waiting for the answer.
-            with contextlib.suppress(Exception):
-                await self._committer
+            # Let a group being committed finish: its deliveries are waiting for the answer
+            # (a few seconds at most: a server that stopped answering fails them instead).
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._committer, CLOSE_WAIT_SECONDS)
         await self._db.close()
