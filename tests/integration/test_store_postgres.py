@@ -104,3 +104,28 @@ async def test_two_publishers_sharing_orders_neither_deadlock_nor_lose_a_step(
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_write_that_fails_fails_its_whole_group_and_the_store_goes_on(
+    postgres_url: str,
+) -> None:
+    store = await PostgresStore.open(postgres_url)
+
+    def unwritable(raw: dict[str, Any] | None) -> tuple[dict[str, Any], list[Outgoing]]:
+        return {"at": object()}, []  # decided fine, but the state cannot be stored
+
+    try:
+        # Given a group in which one delivery's write fails
+        results = await asyncio.gather(
+            store.transition(key(1), count_up("a")),
+            store.transition(key(2), unwritable),
+            return_exceptions=True,
+        )
+        # Then the whole group failed and was rolled back: nothing half-written
+        assert all(isinstance(r, TypeError) for r in results), results
+        assert await outbox_ids(store) == []
+        # and the next delivery commits as usual
+        await store.transition(key(1), count_up("b"))
+        assert await outbox_ids(store) == ["b"]
+    finally:
+        await store.close()
