@@ -5,6 +5,9 @@ channel, in one frame instead of one per message. Deliveries finish out of order
 prefetch count run at once), so a multiple ack is only sent up to the *frontier*: the highest tag
 below which every delivery is settled here. Settled tags above a gap (a slow handler) are acked
 one by one once enough of them wait, so one slow message never holds the others' prefetch slots.
+A multiple ack names the highest tag that still owes its ack, never one acked singly or nacked
+already: the broker answers that with PRECONDITION_FAILED (unknown delivery tag) and closes the
+channel, which sends every unacked delivery on it round again.
 
 Tags are per channel: a window belongs to one channel and is thrown away with it. After a
 ``basic.cancel`` a delivery racing the cancel can be dropped by the client, leaving a gap that
@@ -25,7 +28,8 @@ class AckWindow:
     batching: bool = True
     _frontier: int = 0
     _acked_to: int = 0
-    _owed_to_frontier: bool = False
+    #: The highest tag up to the frontier whose ack is owed: what the next multiple ack names.
+    _owed_to: int = 0
     #: Settled tags above the frontier: True while the ack is still owed.
     _above: dict[int, bool] = field(default_factory=dict)
     #: Once batching stopped: tags whose single ack is owed.
@@ -41,7 +45,7 @@ class AckWindow:
         while (self._frontier + 1) in self._above:
             self._frontier += 1
             if self._above.pop(self._frontier):
-                self._owed_to_frontier = True
+                self._owed_to = self._frontier
 
     def due(self, *, idle: bool) -> tuple[int | None, list[int]]:
         """What to send now: a tag for one multiple ack (or None), and tags to ack singly.
@@ -52,8 +56,9 @@ class AckWindow:
             owed_singly, self._singles = self._singles, []
             return None, owed_singly
         multiple: int | None = None
-        if self._owed_to_frontier and (idle or self._frontier - self._acked_to >= self.batch):
-            multiple, self._acked_to, self._owed_to_frontier = self._frontier, self._frontier, False
+        waiting = self._owed_to - self._acked_to
+        if waiting > 0 and (idle or waiting >= self.batch):
+            multiple = self._acked_to = self._owed_to
         if not self._above:  # in-order settles: nothing above the frontier (the common case)
             return multiple, []
         owed = [tag for tag, owes in self._above.items() if owes]

@@ -268,3 +268,43 @@ async def test_no_ack_is_held_back_once_the_worker_is_idle(
     finally:
         await sup.stop(5)
     assert await depth(connection, names.work_queue("analytics")) == 0
+
+
+async def test_acks_behind_a_slow_delivery_never_close_the_channel(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    import asyncio
+
+    # Given a batching consumer (prefetch 10: batches of 5) whose first delivery is slow
+    fleet = fast_fleet("analytics", prefetch=10)
+    await apply(connection, fleet, vhost)
+    slow = order_event("order.paid", unique=True)
+    calls: list[Delivery] = []
+
+    async def handler(event: AnyEnvelope, delivery: Delivery) -> None:
+        calls.append(delivery)
+        if event.event_id == slow.event_id:
+            await asyncio.sleep(0.5)
+
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, handler)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    try:
+        # When five quick ones finish behind it (a batch: acked singly, the last tag among
+        # them), then it does
+        await publish(connection, slow)
+        for _ in range(5):
+            await publish(connection, order_event("order.paid", unique=True))
+        await wait_until(lambda: worker.stats["handled"] == 6)
+        await worker.wait_idle()
+        await asyncio.sleep(0.3)  # a channel error and its redeliveries would show by now
+    finally:
+        await sup.stop(5)
+    # Then every delivery was handled once, none came round again, and none is left unacked
+    # (a closed channel sent the slow one round again: the ledger acked it as a duplicate)
+    assert len(calls) == 6 and not any(d.redelivered for d in calls)
+    assert worker.stats["duplicate"] == 0 and worker.stats["handled"] == 6
+    assert await depth(connection, names.work_queue("analytics")) == 0
+    assert await depth(connection, names.dead_letter_queue("analytics")) == 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from consumers.runtime.acks import AckWindow
 
 
@@ -23,7 +26,8 @@ def test_a_multiple_ack_never_passes_an_unfinished_delivery() -> None:
     multiple, singles = window.due(idle=True)
     assert multiple == 1 and singles == [3]  # 3 goes singly; 2 is not covered
     window.settle(2, owes_ack=True)
-    assert window.due(idle=True) == (3, [])  # covers 2 (3 is already acked: harmless)
+    # names 2, not the frontier 3: the broker closes the channel on a tag acked already
+    assert window.due(idle=True) == (2, [])
 
 
 def test_settled_tags_behind_a_slow_one_go_out_singly_once_a_batch_waits() -> None:
@@ -40,6 +44,54 @@ def test_nacked_deliveries_close_gaps_but_owe_no_ack() -> None:
     assert window.due(idle=True) == (None, [])
     window.settle(3, owes_ack=True)
     assert window.due(idle=True) == (3, [])
+
+
+def test_a_multiple_ack_never_names_a_tag_acked_singly_or_nacked_already() -> None:
+    # The flaky failure this guards against: 2-6 acked singly behind a slow 1, then 1 settles;
+    # a multiple ack naming 6 got "PRECONDITION_FAILED - unknown delivery tag 6".
+    window = AckWindow(batch=5)
+    for tag in (2, 3, 4, 5, 6):
+        window.settle(tag, owes_ack=True)
+    assert window.due(idle=False) == (None, [2, 3, 4, 5, 6])
+    window.settle(1, owes_ack=True)
+    assert window.due(idle=True) == (1, [])
+    window.settle(7, owes_ack=False)  # nacked: not outstanding either
+    assert window.due(idle=True) == (None, [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_acks_are_always_valid_for_the_broker_and_none_is_left_owed(data: st.DataObject) -> None:
+    # A broker's view: the outstanding tags. Every ack must name an outstanding tag, a
+    # multiple one covers only finished deliveries, and once idle nothing owed is left.
+    count = data.draw(st.integers(1, 30))
+    order = data.draw(st.permutations(range(1, count + 1)))
+    window = AckWindow(batch=data.draw(st.integers(1, 8)))
+    outstanding, finished, owed = set(range(1, count + 1)), set(), set()
+
+    def send(multiple: int | None, singles: list[int]) -> None:
+        if multiple is not None:
+            assert multiple in outstanding
+            covered = {t for t in outstanding if t <= multiple}
+            assert covered <= finished
+            outstanding.difference_update(covered)
+            owed.difference_update(covered)
+        for tag in singles:
+            assert tag in outstanding and tag in finished
+            outstanding.discard(tag)
+            owed.discard(tag)
+
+    for tag in order:
+        acked = data.draw(st.booleans()) or tag % 3 != 0
+        window.settle(tag, owes_ack=acked)
+        finished.add(tag)
+        if acked:
+            owed.add(tag)
+        else:
+            outstanding.discard(tag)  # nacked: the broker took it back
+        send(*window.due(idle=data.draw(st.booleans())))
+    send(*window.due(idle=True))
+    assert owed == set()
 
 
 def test_after_a_cancel_every_ack_is_single() -> None:
