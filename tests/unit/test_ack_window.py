@@ -81,7 +81,10 @@ def test_acks_are_always_valid_for_the_broker_and_none_is_left_owed(data: st.Dat
             outstanding.discard(tag)
             owed.discard(tag)
 
-    for tag in order:
+    cancel_at = data.draw(st.integers(0, count))  # a basic.cancel after this many (count: none)
+    for done, tag in enumerate(order):
+        if done == cancel_at:
+            send(*window.stop_batching())
         acked = data.draw(st.booleans()) or tag % 3 != 0
         window.settle(tag, owes_ack=acked)
         finished.add(tag)
