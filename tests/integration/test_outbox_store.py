@@ -167,6 +167,15 @@ async def commit_steadily(
     return count, slowest
 
 
+def restarting_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoint_seconds: float
+) -> SqliteStore:
+    """A store checkpointing every ``checkpoint_seconds``, every checkpoint also a RESTART."""
+    monkeypatch.setattr(store_sqlite, "CHECKPOINT_SECONDS", checkpoint_seconds)
+    monkeypatch.setattr(store_sqlite, "RESTART_EVERY", 1)
+    return SqliteStore.open(f"sqlite:///{tmp_path}/state.db")
+
+
 async def test_the_wal_is_rewound_under_steady_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -174,9 +183,7 @@ async def test_the_wal_is_rewound_under_steady_commits(
     # When a checkpoint has enough to copy that a commit always lands while it runs (as at
     # 300 deliveries/s), PASSIVE ones never get there and the WAL keeps every frame ever
     # committed; the periodic RESTART lets the next commit start it over.
-    monkeypatch.setattr(store_sqlite, "CHECKPOINT_SECONDS", 0.2)
-    monkeypatch.setattr(store_sqlite, "RESTART_EVERY", 1)
-    store = SqliteStore.open(f"sqlite:///{tmp_path}/state.db")
+    store = restarting_store(tmp_path, monkeypatch, 0.2)
     try:
         # Given a commit every 2 ms for 2 s, each some 4 pages long
         count, _ = await commit_steadily(store, 2.0, padding=16000)
@@ -199,9 +206,7 @@ async def test_a_long_reader_elsewhere_holds_commits_up_briefly_not_for_its_whol
 ) -> None:
     # A RESTART waits for readers of the WAL and holds off new commits meanwhile: it gives up
     # after its short busy timeout rather than stall deliveries behind somebody's long query.
-    monkeypatch.setattr(store_sqlite, "CHECKPOINT_SECONDS", 0.05)
-    monkeypatch.setattr(store_sqlite, "RESTART_EVERY", 1)
-    store = SqliteStore.open(f"sqlite:///{tmp_path}/state.db")
+    store = restarting_store(tmp_path, monkeypatch, 0.05)
     await queue(store, 1)
     reader = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
     try:
