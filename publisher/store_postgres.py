@@ -252,4 +252,8 @@ class PostgresStore:
             # (a few seconds at most: a server that stopped answering fails them instead).
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._committer, CLOSE_WAIT_SECONDS)
+        left, self._batch = self._batch, []
+        for _, _, future in left:
+            if not future.done():
+                future.set_exception(ConnectionError("the state store was closed"))
         await self._db.close()
