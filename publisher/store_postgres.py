@@ -93,7 +93,8 @@ class PostgresStore:
     async def transition(self, key: ResourceKey, decide: Decide) -> list[int]:
         # Group commit: the transitions submitted while a commit is under way, or in the same
         # loop iteration, share one transaction: one commit (one fsync on the server) and
-        # three round trips for the group, where each delivery took seven and a commit.
+        # four round trips for the group (BEGIN, the locks, the writes, COMMIT), where each
+        # delivery took seven and a commit of its own.
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._batch.append((key, decide, future))
         if self._committer is None or self._committer.done():
