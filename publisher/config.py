@@ -20,8 +20,9 @@ class IngressSettings(BaseSettings):
     #: Largest webhook body accepted (413 above it); WooCommerce orders are a few KiB.
     webhook_max_body_bytes: int = Field(MIB, gt=0)
     #: How long a delivery waits for the broker's confirms before answering from the outbox.
-    #: 0 (default): answer as soon as the events are committed to the outbox, which is durable
-    #: (fsync'd) and relayed in order; a delivery is then never slower than that commit.
+    #: 0 (default): answer as soon as the events are committed to the outbox (in order, relayed
+    #: from there; on SQLite fsync'd within a second, see publisher.store_sqlite); a delivery
+    #: is then never slower than that commit.
     webhook_confirm_wait_seconds: float = Field(0.0, ge=0)
     #: The address WooCommerce delivers to (e.g. https://hooks.shop.example/webhooks/woocommerce),
     #: for the webhook health check; empty: any address ending in /webhooks/woocommerce.

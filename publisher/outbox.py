@@ -85,7 +85,6 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[None]] = {}
         self._done: OrderedDict[int, None] = OrderedDict()
-        self._stopping = False
         self._backoff = 0.0
         self._retry_at = 0.0  # monotonic; no broker work before it after a failure
         self._stopped = asyncio.Event()
@@ -137,7 +136,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """Relay until :meth:`stop`; never raises for broker or lease trouble."""
         try:
-            while not self._stopping:
+            while not self._stopped.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._backoff or IDLE_POLL_SECONDS)
                 self._wake.clear()
@@ -146,7 +145,7 @@ class OutboxRelay:
                     # delivery would hammer it as it comes back. The outbox keeps the events.
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopped.wait(), pause)
-                if self._stopping:
+                if self._stopped.is_set():
                     break
                 try:
                     await self.drain()
@@ -181,7 +180,6 @@ class OutboxRelay:
         return await self._store.depth()
 
     async def stop(self) -> None:
-        self._stopping = True
         self._stopped.set()
         self.wake()
 
@@ -340,7 +338,6 @@ class OutboxRelay:
                     self.last_error,
                 )
             self._back_off()
-            await self._close_publisher()
             return False
         return True
 

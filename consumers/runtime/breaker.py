@@ -76,8 +76,6 @@ class CircuitBreaker:
         if self._state is BreakerState.CLOSED:  # every delivery asks: the common case first
             return True
         state = self.state
-        if state is BreakerState.CLOSED:
-            return True
         if state is BreakerState.HALF_OPEN and not self._probe_out:
             self._probe_out = True
             return True
@@ -91,8 +89,7 @@ class CircuitBreaker:
 
     def record(self, success: bool) -> None:
         """Record the outcome of a call that :meth:`allow` let through."""
-        # The state property only moves OPEN on to HALF_OPEN: a closed breaker skips it.
-        state = BreakerState.CLOSED if self._state is BreakerState.CLOSED else self.state
+        state = self.state
         now = self._clock()
         if state is BreakerState.HALF_OPEN:
             if success:
