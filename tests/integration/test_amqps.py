@@ -188,18 +188,23 @@ def _amqps(settings: Settings, port: int, **files: Path | None) -> Settings:
     return settings.model_copy(update={"amqp_url": SecretStr(url), **files})
 
 
-async def test_amqps_connection_with_client_certificate_publishes_and_consumes(
-    settings: Settings, proxy: tuple[TlsProxy, int], pki: Pki
-) -> None:
-    # Given the broker reachable only through TLS, with our CA and client certificate as files
-    server, port = proxy
-    tls = _amqps(
+def _amqps_with_client_cert(settings: Settings, port: int, pki: Pki) -> Settings:
+    """amqps:// to ``port``, trusting our CA and presenting our client certificate."""
+    return _amqps(
         settings,
         port,
         amqp_ca_file=pki.ca,
         amqp_cert_file=pki.client_cert,
         amqp_key_file=pki.client_key,
     )
+
+
+async def test_amqps_connection_with_client_certificate_publishes_and_consumes(
+    settings: Settings, proxy: tuple[TlsProxy, int], pki: Pki
+) -> None:
+    # Given the broker reachable only through TLS, with our CA and client certificate as files
+    server, port = proxy
+    tls = _amqps_with_client_cert(settings, port, pki)
 
     # When woofleet connects by amqps:// URL and round-trips a confirmed message
     connection = await connect(tls, name="test-amqps")
@@ -287,13 +292,7 @@ async def test_the_outbox_relays_channel_publishes_over_amqps_with_the_certifica
         )
         queue = await setup.declare_queue("amqps-relay", auto_delete=True)
         await queue.bind(exchange, "#")
-        tls = _amqps(
-            settings,
-            port,
-            amqp_ca_file=pki.ca,
-            amqp_cert_file=pki.client_cert,
-            amqp_key_file=pki.client_key,
-        )
+        tls = _amqps_with_client_cert(settings, port, pki)
         # When the relay's channel publishes an event through it
         channel = await open_confirming_channel(tls, name="test-amqps-relay")
         try:
