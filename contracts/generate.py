@@ -1,20 +1,18 @@
-"""Generate the checked-in JSON Schemas and AsyncAPI document; guard released schema versions.
+"""Generate the checked-in JSON Schemas; guard released schema versions.
 
-``python -m contracts.schemas`` writes ``contracts/schemas/<event_type>.v<N>.json`` for every
-entry of :data:`contracts.registry.REGISTRY` and ``contracts/asyncapi.yaml``. The first time a
+``python -m woofleet.schemas`` writes ``contracts/schemas/<event_type>.v<N>.json`` for every
+entry of :data:`contracts.registry.REGISTRY` (and ``contracts/asyncapi.yaml``). The first time a
 version is generated it is also frozen as ``contracts/schemas/released/<same name>``; that copy
 is never rewritten. From then on the version may only change compatibly (see
 :func:`incompatibilities`); anything else needs a new schema version. To rework a version that
 was never published, delete its frozen copy and generate again.
 
-``python -m contracts.schemas --check`` writes nothing and exits 1 when a file is stale.
+``python -m woofleet.schemas --check`` writes nothing and exits 1 when a file is stale.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,15 +56,11 @@ def dumps(schema: Schema) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
-def render() -> dict[Path, str]:
-    """Every generated file (frozen copies excluded) and the text it must hold."""
-    from topology.export import asyncapi_yaml  # topology imports contracts, not the reverse
-
-    files = {
+def render_schemas() -> dict[Path, str]:
+    """Every generated JSON Schema file (frozen copies excluded) and the text it must hold."""
+    return {
         SCHEMAS_DIR / schema_filename(t, v): dumps(json_schema(t, v)) for (t, v) in sorted(REGISTRY)
     }
-    files[ASYNCAPI_FILE] = asyncapi_yaml()
-    return files
 
 
 def released() -> dict[tuple[str, int], Schema]:
@@ -233,43 +227,3 @@ def check_released(files: dict[Path, str]) -> list[str]:
         for problem in incompatibilities(frozen, json.loads(files[path])):
             problems.append(f"{event_type} v{version}: {problem}")
     return problems
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m contracts.schemas",
-        description="Write contracts/schemas/*.json and contracts/asyncapi.yaml from the models.",
-    )
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
-    args = parser.parse_args(argv)
-    files = render()
-    problems = check_released(files)
-    if problems:
-        print("released schema versions changed incompatibly:", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
-        print(
-            "add a new schema version (a model with SCHEMA_VERSION = N+1 in contracts.registry) "
-            "instead of changing a released one",
-            file=sys.stderr,
-        )
-        return 1
-    frozen = {
-        RELEASED_DIR / path.name: text for path, text in files.items() if path.suffix == ".json"
-    }
-    wanted = files | {p: t for p, t in frozen.items() if not p.exists()}
-    stale = [p for p, t in wanted.items() if not p.exists() or p.read_text("utf-8") != t]
-    leftovers = sorted(set(SCHEMAS_DIR.glob("*.json")) - set(files))
-    root = HERE.parent
-    if args.check:
-        for path in [*stale, *leftovers]:
-            print(f"stale: {path.relative_to(root)}", file=sys.stderr)
-        return 1 if stale or leftovers else 0
-    for path in stale:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(wanted[path], encoding="utf-8")
-        print(f"wrote {path.relative_to(root)}")
-    for path in leftovers:
-        path.unlink()
-        print(f"removed {path.relative_to(root)}")
-    return 0

@@ -14,8 +14,8 @@ from contracts.catalog import (
     StockSyncCommand,
 )
 from contracts.envelope import Envelope
+from contracts.errors import ContractError
 from contracts.orders import OrderEvent
-from fleet.errors import ContractError
 
 AnyEnvelope = Envelope[Any]
 

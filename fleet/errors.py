@@ -13,25 +13,33 @@
 
 Every message says what to do next. Exceptions of other types raised by a handler are treated
 as transient (retried, then dead-lettered) and reported to Sentry.
+
+``WoofleetError`` and ``ContractError`` are defined in ``contracts.errors`` (the bottom layer),
+``BrokerUnavailable`` and ``TopologyError`` in ``topology.errors``; this module re-exports them so
+that the rest of the code imports the whole tree from one place.
 """
 
 from __future__ import annotations
 
+from contracts.errors import ContractError, WoofleetError
+from topology.errors import BrokerUnavailable, TopologyError
 
-class WoofleetError(Exception):
-    """Root of every error woofleet raises on purpose."""
+__all__ = [
+    "BrokerUnavailable",
+    "ConfigError",
+    "ContractError",
+    "HandlerError",
+    "PermanentError",
+    "PublishError",
+    "TopologyError",
+    "TransientError",
+    "UnroutableError",
+    "WoofleetError",
+]
 
 
 class ConfigError(WoofleetError):
     """A setting is missing or invalid."""
-
-
-class BrokerUnavailable(WoofleetError):
-    """RabbitMQ cannot be reached."""
-
-
-class TopologyError(WoofleetError):
-    """The broker's topology disagrees with topology/."""
 
 
 class PublishError(WoofleetError):
@@ -40,10 +48,6 @@ class PublishError(WoofleetError):
 
 class UnroutableError(PublishError):
     """A mandatory publish was returned: nothing is bound for its routing key."""
-
-
-class ContractError(WoofleetError):
-    """A message does not match any contract version its consumer accepts."""
 
 
 class HandlerError(WoofleetError):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.management import Management
 from topology import names
 from topology.fleet import FleetSpec
+from topology.management import Management
 
 
 @dataclass(frozen=True)

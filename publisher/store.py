@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fleet.state import backend_of
 from publisher.outgoing import Outgoing
 
 #: ``decide(previous_state) -> (new_state or None to keep it, messages to queue)``; runs inside
@@ -56,14 +55,3 @@ class PublisherStore(Protocol):
         """True when a write would succeed now (readiness)."""
 
     async def close(self) -> None: ...
-
-
-async def open_store(state_url: str) -> PublisherStore:
-    """The store ``WOOFLEET_STATE_URL`` names, with its tables created."""
-    if backend_of(state_url) == "postgresql":
-        from publisher.store_postgres import PostgresStore
-
-        return await PostgresStore.open(state_url)
-    from publisher.store_sqlite import SqliteStore
-
-    return SqliteStore.open(state_url)

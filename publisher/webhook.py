@@ -40,7 +40,8 @@ from publisher.ingest import Ingest, IngestResult
 from publisher.metrics import IngressMetrics
 from publisher.outbox import OutboxRelay
 from publisher.signature import signing_keys, verify
-from publisher.store import PublisherStore, open_store
+from publisher.store import PublisherStore
+from publisher.stores import open_store
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from fleet.amqp import connect
-from fleet.management import Management
 from fleet.settings import Settings
+from topology.management import Management
 
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"
@@ -63,7 +63,7 @@ def vhost(management: Management, request: pytest.FixtureRequest) -> Iterator[st
 
 @pytest.fixture
 def amqp_url(vhost: str) -> str:
-    from fleet.management import q
+    from topology.management import q
 
     return f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/{q(vhost)}"
 

@@ -12,9 +12,9 @@ import aiormq.exceptions
 import httpx
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from fleet.errors import BrokerUnavailable, TopologyError
-from fleet.management import Management
+from topology.errors import BrokerUnavailable, TopologyError
 from topology.fleet import DEFAULT_FLEET, FleetSpec, build_topology
+from topology.management import Management
 from topology.model import Exchange, Queue, Topology
 
 log = logging.getLogger(__name__)

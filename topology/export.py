@@ -34,7 +34,7 @@ AMQP_BINDING_VERSION = "0.3.0"
 #: Version of the AsyncAPI document itself; the messages carry their own schema versions.
 API_VERSION = "1.0.0"
 ASYNCAPI_HEADER = (
-    "# Generated from topology/fleet.py and contracts/ by `python -m contracts.schemas`; "
+    "# Generated from topology/fleet.py and contracts/ by `python -m woofleet.schemas`; "
     "do not edit.\n"
 )
 

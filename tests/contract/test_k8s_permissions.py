@@ -13,13 +13,13 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from fleet.amqp import connect
-from fleet.management import Management, q
 from fleet.settings import Settings
 from tests.conftest import AMQP_HOST, AMQP_PORT, MANAGEMENT_URL
 from topology import names
 from topology.apply import apply_fleet
 from topology.fleet import DEFAULT_FLEET, build_topology
 from topology.k8s import KEDA_ROLE, PUBLISHER_ROLE, role_permissions
+from topology.management import Management, q
 
 pytestmark = pytest.mark.integration
 

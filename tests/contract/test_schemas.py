@@ -14,8 +14,9 @@ from contracts import generate
 from contracts.messages import message_body
 from contracts.registry import REGISTRY
 from tests.builders import order_event
+from woofleet import schemas
 
-REGENERATE = "run `python -m contracts.schemas` and commit the result"
+REGENERATE = "run `python -m woofleet.schemas` and commit the result"
 
 
 # the checked-in files are what the models generate ----------------------------------------------
@@ -23,7 +24,7 @@ REGENERATE = "run `python -m contracts.schemas` and commit the result"
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[Any, str]:
-    return generate.render()
+    return schemas.render()
 
 
 def test_one_schema_file_per_registry_entry(rendered: dict[Any, str]) -> None:
@@ -42,7 +43,7 @@ def test_checked_in_schemas_and_asyncapi_match_the_models(rendered: dict[Any, st
 
 
 def test_the_generators_check_mode_finds_nothing_stale(capsys: pytest.CaptureFixture[str]) -> None:
-    assert generate.main(["--check"]) == 0, capsys.readouterr().err
+    assert schemas.main(["--check"]) == 0, capsys.readouterr().err
 
 
 def test_every_registry_version_has_a_frozen_released_copy() -> None:
@@ -243,7 +244,7 @@ def test_the_generator_refuses_to_rewrite_a_released_version_incompatibly(
     (tmp_path / "order.paid.v1.json").write_text(json.dumps(frozen))
     monkeypatch.setattr(generate, "RELEASED_DIR", tmp_path)
     # When the generator runs
-    status = generate.main([])
+    status = schemas.main([])
     # Then it writes nothing and says what to do instead
     assert status == 1
     err = capsys.readouterr().err

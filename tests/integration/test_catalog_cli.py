@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from fleet.amqp import connect
-from fleet.cli.main import build_parser
 from fleet.settings import Settings
 from tests.support.amqp import apply, drain, fast_fleet
 from topology import names
+from woofleet.main import build_parser
 
 pytestmark = pytest.mark.integration
 

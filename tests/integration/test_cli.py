@@ -23,7 +23,7 @@ def woofleet(
     *args: str, env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fleet.cli.main", *args],
+        [sys.executable, "-m", "woofleet.main", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -63,7 +63,7 @@ def test_consume_serves_health_and_drains_on_sigterm(cli_env: dict[str, str]) ->
         [
             sys.executable,
             "-m",
-            "fleet.cli.main",
+            "woofleet.main",
             "consume",
             "analytics",
             "crm",

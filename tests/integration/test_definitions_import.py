@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from fleet.management import Management, q
 from tests.support.amqp import apply
 from topology import names
 from topology.apply import broker_is_3_10_or_newer
 from topology.export import definitions
 from topology.fleet import CONSUMERS, DEFAULT_FLEET, build_topology
+from topology.management import Management, q
 
 pytestmark = pytest.mark.integration
 

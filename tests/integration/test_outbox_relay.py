@@ -82,7 +82,7 @@ async def away_broker(
     inbox: asyncio.Queue[Captured] = asyncio.Queue()
     channel = await capture_events(connection, inbox)
     forwarder = TcpForwarder(free_port())
-    from fleet.management import q
+    from topology.management import q
 
     closed_port_url = f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{q(vhost)}"
     app = WebhookApp(

@@ -18,7 +18,8 @@ from publisher.events import normalised_source
 from publisher.ingest import Ingest
 from publisher.outbox import OutboxRelay
 from publisher.reconcile import Reconciler, cursor_name
-from publisher.store import PublisherStore, open_store
+from publisher.store import PublisherStore
+from publisher.stores import open_store
 from tests.integration.test_webhook import Captured, capture_events, load
 from tests.support.woo_server import WooServer, WooStore
 
@@ -133,8 +134,8 @@ def test_reconcile_command_once_publishes_what_was_missed(
 ) -> None:
     import pika
 
-    from fleet.cli.main import main
     from topology.names import EVENTS_EXCHANGE
+    from woofleet.main import main
 
     with pika.BlockingConnection(pika.URLParameters(amqp_url)) as conn:
         channel = conn.channel()

@@ -22,7 +22,7 @@ def test_the_demo_processes_orders_through_every_consumer(
         [
             sys.executable,
             "-m",
-            "fleet.cli.main",
+            "woofleet.main",
             "run",
             "--demo",
             "--orders",

@@ -17,11 +17,11 @@ from consumers.runtime.handler import AnyEnvelope
 from contracts.messages import ERROR_HEADER
 from contracts.orders import ORDER_EVENT_TYPES
 from fleet.errors import PermanentError, TopologyError, UnroutableError
-from fleet.management import Management
 from fleet.settings import Settings
 from tests.builders import order_event
 from tests.support.amqp import apply, depth, drain, fast_fleet, publish, wait_until
 from topology import names
+from topology.management import Management
 
 pytestmark = pytest.mark.integration
 

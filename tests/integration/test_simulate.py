@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 
-from fleet.cli.main import main
 from fleet.errors import ConfigError
 from fleet.settings import Settings
 from publisher.simulate.runner import SimulationPlan, deliveries, require_loopback
 from publisher.webhook import WebhookApp
 from tests.integration.test_webhook import webhook_settings
+from woofleet.main import main
 
 pytestmark = pytest.mark.integration
 

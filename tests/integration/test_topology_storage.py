@@ -7,11 +7,11 @@ from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 
-from fleet.management import Management
 from tests.support.amqp import apply, fast_fleet, wait_until
 from topology import names
 from topology.apply import broker_is_3_10_or_newer
 from topology.fleet import MAX_PRIORITY, build_topology
+from topology.management import Management
 from topology.model import Policy
 
 

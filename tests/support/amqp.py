@@ -14,11 +14,11 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from contracts.envelope import Envelope
 from contracts.messages import message_body, message_properties
 from fleet.amqp import publish_confirmed
-from fleet.management import Management
 from tests.conftest import MANAGEMENT_URL
 from topology import names
 from topology.apply import ApplyReport, apply_fleet
 from topology.fleet import DEFAULT_FLEET, FleetSpec
+from topology.management import Management
 
 #: Retry tiers short enough for tests, long enough to measure.
 FAST_TIERS = (0.3, 0.6)

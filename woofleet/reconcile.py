@@ -57,7 +57,7 @@ async def _reconcile(settings: Settings, every: float | None, since: str | None)
     from publisher.ingest import Ingest
     from publisher.outbox import OutboxRelay
     from publisher.reconcile import Reconciler
-    from publisher.store import open_store
+    from publisher.stores import open_store
 
     try:
         ingress = IngressSettings()

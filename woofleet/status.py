@@ -24,10 +24,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from fleet.management import Management
     from fleet.status import fleet_status, missing_queues
     from topology.apply import vhost_of
     from topology.fleet import DEFAULT_FLEET
+    from topology.management import Management
 
     settings: Settings = args.settings
     # Wide enough for the table when piped (rich assumes 80 columns off a terminal).

@@ -22,9 +22,7 @@ from rich.table import Table
 from consumers.runtime.supervisor import Supervisor
 from contracts.catalog import StockLevel
 from fleet.amqp import connect
-from fleet.cli.catalog import publish as publish_catalog
 from fleet.health import health_routes, serve_in_background
-from fleet.management import Management
 from fleet.settings import Settings, target_key
 from publisher.simulate.encoding import delivery
 from publisher.simulate.orders import story
@@ -32,7 +30,9 @@ from publisher.webhook import WEBHOOK_PATH, WebhookApp
 from topology import names
 from topology.apply import apply_fleet, vhost_of
 from topology.fleet import CONSUMER_NAMES, DEFAULT_FLEET, FleetSpec, build_topology
+from topology.management import Management
 from topology.model import QueueRole
+from woofleet.catalog import publish as publish_catalog
 
 log = logging.getLogger("woofleet.run")
 #: The queues are idle for this long before the demo counts as done.

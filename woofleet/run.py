@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from fleet.cli.devfleet import DevFleet
+    from woofleet.devfleet import DevFleet
 
     settings = args.settings
     if not settings.webhook_secrets():

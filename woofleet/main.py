@@ -1,9 +1,8 @@
-"""The ``woofleet`` command: one module per verb group under fleet/cli/, wired here.
+"""The ``woofleet`` command: one module per verb group in this package, wired here.
 
 A verb module has ``register(subparsers)``, which adds its parser and sets ``func`` to a function
 ``(args) -> int`` (the exit code). ``main`` reads the settings once and hands them down as
-``args.settings``. Verb modules import publisher/ and consumers/ inside their functions, so that
-fleet/ itself never depends on them.
+``args.settings``. This package is the only place that composes publisher/ and consumers/.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from collections.abc import Sequence
 
 from fleet.errors import WoofleetError
 
-#: Verb modules in fleet/cli/; each has ``register(subparsers)`` setting ``func`` on its parser.
+#: Verb modules of this package; each has ``register(subparsers)`` setting ``func`` on its parser.
 VERBS: tuple[str, ...] = (
     "topology",
     "consume",
@@ -55,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for verb in VERBS:
-        module = importlib.import_module(f"fleet.cli.{verb}")
+        module = importlib.import_module(f"woofleet.{verb}")
         module.register(subparsers)
     return parser
 

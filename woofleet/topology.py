@@ -46,9 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_apply(args: argparse.Namespace) -> int:
     from fleet.amqp import connect
-    from fleet.management import Management
     from topology.apply import apply_fleet, vhost_of
     from topology.fleet import DEFAULT_FLEET
+    from topology.management import Management
 
     settings: Settings = args.settings
     fleet = DEFAULT_FLEET

@@ -7,8 +7,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from fleet.errors import BrokerUnavailable
-from fleet.settings import redact_url
+from topology.errors import BrokerUnavailable
 
 
 class Management:
@@ -16,12 +15,13 @@ class Management:
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         parts = urlsplit(url)
-        self._display = redact_url(url)
         auth = (parts.username or "guest", parts.password or "guest")
         netloc = parts.hostname or "localhost"
         if parts.port:
             netloc += f":{parts.port}"
         base = urlunsplit((parts.scheme or "http", netloc, parts.path.rstrip("/"), "", ""))
+        # Errors name the server without its credentials.
+        self._display = base
         self._client = httpx.Client(base_url=base + "/api", auth=auth, timeout=timeout)
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""The ``woofleet`` command line: the one place that composes publisher/ and consumers/."""
