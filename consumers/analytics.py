@@ -16,15 +16,12 @@ Set ``WOOFLEET_ANALYTICS_URL`` to e.g.
 from __future__ import annotations
 
 import hashlib
-import logging
 from typing import Any, cast
 
 from consumers.adapters.http_target import HttpTarget, target_from_settings
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
-from contracts.orders import ORDER_EVENT_TYPES, OrderData
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
+from contracts.orders import OrderData
 from fleet.settings import Settings
-
-log = logging.getLogger("consumers.analytics")
 
 CUSTOM_EVENTS = ("order.created", "order.completed", "order.cancelled", "order.failed")
 
@@ -39,9 +36,7 @@ def business_key(event: AnyEnvelope) -> str:
     return f"order:{order.id}:{event.event_type}:{event.event_id}"
 
 
-SPEC = HandlerSpec(
-    consumer="analytics", accepts=versions(ORDER_EVENT_TYPES, 1), business_key=business_key
-)
+SPEC = HandlerSpec(business_key=business_key)
 
 
 def client_id(event: AnyEnvelope, order: OrderData) -> str:

@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from consumers.adapters.http_target import JsonlTargetSink
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from contracts.catalog import (
-    CATALOG_COMMAND_TYPES,
-    PRODUCT_EVENT_TYPES,
     PriceChange,
     PriceUpdate,
     ProductData,
@@ -40,9 +38,7 @@ from fleet.settings import Settings
 
 log = logging.getLogger("consumers.catalog")
 
-SPEC = HandlerSpec(
-    consumer="catalog", accepts=versions(PRODUCT_EVENT_TYPES + CATALOG_COMMAND_TYPES, 1)
-)
+SPEC = HandlerSpec()
 
 
 class WooBatchApi(Protocol):

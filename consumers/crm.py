@@ -14,19 +14,16 @@ A guest order without an email has no contact to attach to: skipped with a log l
 from __future__ import annotations
 
 import hashlib
-import logging
 from typing import Any, cast
 
 from consumers.adapters.http_target import HttpTarget, target_from_settings
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
-from contracts.orders import ORDER_EVENT_TYPES, OrderData
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
+from contracts.orders import OrderData
 from fleet.settings import Settings
-
-log = logging.getLogger("consumers.crm")
 
 #: Business key: the event id, deterministic per business fact (the default); every event is
 #: worth recording once.
-SPEC = HandlerSpec(consumer="crm", accepts=versions(ORDER_EVENT_TYPES, 1))
+SPEC = HandlerSpec()
 
 
 def contact_id(order: OrderData) -> str | None:

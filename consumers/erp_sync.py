@@ -12,17 +12,12 @@ Every request carries an ``Idempotency-Key`` derived from the business fact
 
 from __future__ import annotations
 
-import logging
 from typing import Any, cast
 
 from consumers.adapters.http_target import HttpTarget, target_from_settings
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from contracts.orders import Address, OrderData
 from fleet.settings import Settings
-
-log = logging.getLogger("consumers.erp_sync")
-
-EVENTS = ("order.paid", "order.completed", "order.cancelled", "order.refunded")
 
 
 def business_key(event: AnyEnvelope) -> str:
@@ -33,7 +28,7 @@ def business_key(event: AnyEnvelope) -> str:
     return f"order:{order.id}:{event.event_type.removeprefix('order.')}"
 
 
-SPEC = HandlerSpec(consumer="erp-sync", accepts=versions(EVENTS, 1), business_key=business_key)
+SPEC = HandlerSpec(business_key=business_key)
 
 
 def _address(address: Address) -> dict[str, str]:

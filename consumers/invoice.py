@@ -29,7 +29,7 @@ from consumers.invoice_pdf import (
     render_credit_note,
     render_invoice,
 )
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from contracts.orders import OrderData
 from fleet.errors import ConfigError, PermanentError
 from fleet.settings import Settings
@@ -46,11 +46,7 @@ def business_key(event: AnyEnvelope) -> str:
     return f"invoice:{data.id}@{event.source}"
 
 
-SPEC = HandlerSpec(
-    consumer="invoice",
-    accepts=versions(["order.paid", "order.refunded"], 1),
-    business_key=business_key,
-)
+SPEC = HandlerSpec(business_key=business_key)
 
 
 def load_seller(path: Path, mail_from: str) -> Seller:

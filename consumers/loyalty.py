@@ -11,16 +11,13 @@ reverse). Guests (customer id 0) earn nothing: skipped with a log line.
 
 from __future__ import annotations
 
-import logging
 from decimal import ROUND_FLOOR, Decimal
 from typing import cast
 
 from consumers.adapters.http_target import HttpTarget, target_from_settings
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from contracts.orders import OrderData
 from fleet.settings import Settings
-
-log = logging.getLogger("consumers.loyalty")
 
 DEFAULT_POINTS_PER_UNIT = Decimal(1)
 
@@ -33,11 +30,7 @@ def business_key(event: AnyEnvelope) -> str:
     return f"order:{order.id}:reverse:{refund}"
 
 
-SPEC = HandlerSpec(
-    consumer="loyalty",
-    accepts=versions(["order.completed", "order.refunded"], 1),
-    business_key=business_key,
-)
+SPEC = HandlerSpec(business_key=business_key)
 
 
 def points(amount: Decimal, per_unit: Decimal) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from consumers.adapters.mail import Mailer, mailer_from_settings
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from consumers.templates import address, compose, order_context, render_email
 from contracts.orders import OrderData
 from fleet.errors import PermanentError
@@ -31,11 +31,7 @@ def business_key(event: AnyEnvelope) -> str:
     return f"{event.event_type}:{data.id}:{refund}@{event.source}"
 
 
-SPEC = HandlerSpec(
-    consumer="order-email",
-    accepts=versions(CUSTOMER_EMAILS, 1),
-    business_key=business_key,
-)
+SPEC = HandlerSpec(business_key=business_key)
 
 
 class OrderEmail:

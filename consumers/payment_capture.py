@@ -17,19 +17,16 @@ as the Basic-auth user name).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 from urllib.parse import quote
 
 from consumers.adapters.http_target import HttpTarget, target_from_settings
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from contracts.orders import OrderData
 from fleet.errors import PermanentError
 from fleet.settings import Settings
-
-log = logging.getLogger("consumers.payment_capture")
 
 _YES = {"yes", "true", "1"}
 # Stripe's lists of currencies without minor units and with three decimals.
@@ -45,9 +42,7 @@ def business_key(event: AnyEnvelope) -> str:
     return f"order:{cast(OrderData, event.data).id}:capture"
 
 
-SPEC = HandlerSpec(
-    consumer="payment-capture", accepts=versions(["order.paid"], 1), business_key=business_key
-)
+SPEC = HandlerSpec(business_key=business_key)
 
 
 def minor_units(amount: Decimal, currency: str) -> int:

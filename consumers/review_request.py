@@ -9,7 +9,7 @@ the email goes out either way.
 from __future__ import annotations
 
 from consumers.adapters.mail import Mailer, mailer_from_settings
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from consumers.templates import address, compose, order_context, render_email
 from contracts.orders import OrderData
 from fleet.settings import Settings
@@ -20,11 +20,7 @@ def business_key(event: AnyEnvelope) -> str:
     return f"review-request:{event.data.id}@{event.source}"
 
 
-SPEC = HandlerSpec(
-    consumer="review-request",
-    accepts=versions(["order.completed"], 1),
-    business_key=business_key,
-)
+SPEC = HandlerSpec(business_key=business_key)
 
 
 def review_url(shop_url: str, product_id: int) -> str:

@@ -19,39 +19,55 @@ it itself (see ARCHITECTURE.md).
 
 from __future__ import annotations
 
-import logging
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 from consumers.adapters.http_target import HttpTarget, target_from_settings
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from contracts.orders import OrderData
 from fleet.settings import Settings
-
-log = logging.getLogger("consumers.stock")
 
 
 def fully_refunded(order: OrderData) -> bool:
     return order.status == "refunded" or (order.total > 0 and order.refunded_total >= order.total)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What an event means for the inventory: a movement of ``kind``, or none (kind None)."""
+
+    kind: Literal["sale", "restock"] | None
+    #: The movement's ``reason``, or why nothing moves (for the log).
+    reason: str
+
+
+def decide(event: AnyEnvelope) -> Decision:
+    """The one place that says whether an event is a sale, a restock or nothing (pure)."""
+    order = cast(OrderData, event.data)
+    if event.event_type == "order.paid":
+        return Decision("sale", "order paid")
+    if event.event_type == "order.cancelled":
+        if order.date_paid_gmt is None:
+            return Decision(None, "cancelled unpaid; stock never left")
+        return Decision("restock", "order cancelled")
+    if event.event_type == "order.refunded":
+        if fully_refunded(order):
+            return Decision("restock", "order refunded in full")
+        return Decision(None, "partial refund carries no lines; no restock")
+    return Decision(None, f"{event.event_type} moves no stock")
+
+
 def business_key(event: AnyEnvelope) -> str:
     """``sale`` or ``restock`` for a movement; anything that moves nothing keys only itself, so
     a partial refund cannot use up the key of the full refund that follows it."""
     order = cast(OrderData, event.data)
-    if event.event_type == "order.paid":
-        return f"order:{order.id}:sale"
-    if event.event_type == "order.cancelled" and order.date_paid_gmt is not None:
-        return f"order:{order.id}:restock"
-    if event.event_type == "order.refunded" and fully_refunded(order):
-        return f"order:{order.id}:restock"
+    kind = decide(event).kind
+    if kind is not None:
+        return f"order:{order.id}:{kind}"
     return f"order:{order.id}:{event.event_type}:{event.event_id}"
 
 
-SPEC = HandlerSpec(
-    consumer="stock",
-    accepts=versions(["order.paid", "order.cancelled", "order.refunded"], 1),
-    business_key=business_key,
-)
+SPEC = HandlerSpec(business_key=business_key)
 
 
 def movement(order: OrderData, kind: str, reason: str) -> dict[str, Any]:
@@ -80,19 +96,12 @@ class StockHandler:
 
     async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
         order = cast(OrderData, event.data)
-        if event.event_type == "order.paid":
-            kind, reason = "sale", "order paid"
-        elif event.event_type == "order.cancelled":
-            if order.date_paid_gmt is None:
-                delivery.log.info("order %s cancelled unpaid; stock never left", order.number)
-                return
-            kind, reason = "restock", "order cancelled"
-        elif fully_refunded(order):
-            kind, reason = "restock", "order refunded in full"
-        else:
-            delivery.log.info("order %s: partial refund carries no lines; no restock", order.number)
+        decision = decide(event)
+        if decision.kind is None:
+            delivery.log.info("order %s: %s", order.number, decision.reason)
             return
-        body = movement(order, kind, reason)
+        kind = decision.kind
+        body = movement(order, kind, decision.reason)
         if not body["lines"]:
             delivery.log.info(
                 "order %s has no lines with a quantity; nothing to move", order.number

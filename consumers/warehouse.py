@@ -14,15 +14,12 @@ The fulfilment reference is ``woocommerce-<order id>``; each request carries an
 
 from __future__ import annotations
 
-import logging
 from typing import Any, cast
 
 from consumers.adapters.http_target import HttpTarget, target_from_settings
-from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec, versions
+from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from contracts.orders import OrderData
 from fleet.settings import Settings
-
-log = logging.getLogger("consumers.warehouse")
 
 
 def business_key(event: AnyEnvelope) -> str:
@@ -30,11 +27,7 @@ def business_key(event: AnyEnvelope) -> str:
     return f"order:{cast(OrderData, event.data).id}:{action}"
 
 
-SPEC = HandlerSpec(
-    consumer="warehouse",
-    accepts=versions(["order.paid", "order.cancelled"], 1),
-    business_key=business_key,
-)
+SPEC = HandlerSpec(business_key=business_key)
 
 
 def reference(order: OrderData) -> str:

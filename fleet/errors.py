@@ -2,6 +2,7 @@
 
     WoofleetError                 root: every error woofleet raises on purpose
     ├── ConfigError               a setting is missing or wrong; the message names the variable
+    │   └── UnknownConsumer       a consumer name not in the consumer table (lists the valid ones)
     ├── BrokerUnavailable         RabbitMQ does not answer at WOOFLEET_AMQP_URL
     ├── TopologyError             the broker's queues disagree with topology/ (names the fix)
     ├── PublishError              the broker did not take a message
@@ -15,14 +16,15 @@ Every message says what to do next. Exceptions of other types raised by a handle
 as transient (retried, then dead-lettered) and reported to Sentry.
 
 ``WoofleetError`` and ``ContractError`` are defined in ``contracts.errors`` (the bottom layer),
-``BrokerUnavailable`` and ``TopologyError`` in ``topology.errors``; this module re-exports them so
-that the rest of the code imports the whole tree from one place.
+``BrokerUnavailable``, ``TopologyError``, ``ConfigError`` and ``UnknownConsumer`` in
+``topology.errors``; this module re-exports them so that the rest of the code imports the whole
+tree from one place.
 """
 
 from __future__ import annotations
 
 from contracts.errors import ContractError, WoofleetError
-from topology.errors import BrokerUnavailable, TopologyError
+from topology.errors import BrokerUnavailable, ConfigError, TopologyError, UnknownConsumer
 
 __all__ = [
     "BrokerUnavailable",
@@ -33,13 +35,10 @@ __all__ = [
     "PublishError",
     "TopologyError",
     "TransientError",
+    "UnknownConsumer",
     "UnroutableError",
     "WoofleetError",
 ]
-
-
-class ConfigError(WoofleetError):
-    """A setting is missing or invalid."""
 
 
 class PublishError(WoofleetError):

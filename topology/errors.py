@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from contracts.errors import WoofleetError
 
 
@@ -14,3 +16,17 @@ class BrokerUnavailable(WoofleetError):
 
 class TopologyError(WoofleetError):
     """The broker's topology disagrees with topology/."""
+
+
+class ConfigError(WoofleetError):
+    """A setting or an argument is missing or invalid (the command line exits 2)."""
+
+
+class UnknownConsumer(ConfigError):
+    """Consumer names that are not in the consumer table; the message lists the valid ones."""
+
+    def __init__(self, unknown: Iterable[str], valid: Iterable[str]) -> None:
+        self.unknown = tuple(unknown)
+        self.valid = tuple(valid)
+        names = ", ".join(repr(n) for n in self.unknown)
+        super().__init__(f"unknown consumer {names}; valid consumers: {', '.join(self.valid)}")

@@ -25,6 +25,7 @@ from contracts.registry import REGISTRY
 from topology import names
 from topology.fleet import DEFAULT_FLEET, ConsumerPolicy, FleetSpec, build_topology
 from topology.model import QueueRole, Topology
+from topology.routing import accepted_contracts
 
 #: The oldest RabbitMQ the rendered definitions are meant for: quorum queues with at-least-once
 #: dead lettering arrived in 3.10.
@@ -106,19 +107,6 @@ def _definitions(topology: Topology, vhost: str) -> dict[str, Any]:
 # AsyncAPI -------------------------------------------------------------------------------------
 
 
-def topic_matches(pattern: str, routing_key: str) -> bool:
-    """AMQP topic matching: ``*`` is one word, ``#`` zero or more (``order.#`` ~ ``order.paid``)."""
-
-    def match(p: list[str], k: list[str]) -> bool:
-        if not p:
-            return not k
-        if p[0] == "#":
-            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
-        return bool(k) and p[0] in ("*", k[0]) and match(p[1:], k[1:])
-
-    return match(pattern.split("."), routing_key.split("."))
-
-
 def message_name(event_type: str, version: int) -> str:
     """The AsyncAPI message (and schema file) name of a contract: ``order.paid.v1``."""
     return f"{event_type}.v{version}"
@@ -187,8 +175,7 @@ def _consumer_channel(consumer: ConsumerPolicy, topology: Topology, vhost: str) 
         extension["delaySeconds"] = consumer.delay
     messages = {
         message_name(t, v): {"$ref": f"#/components/messages/{message_name(t, v)}"}
-        for (t, v) in sorted(REGISTRY)
-        if any(topic_matches(pattern, t) for pattern in consumer.bindings)
+        for (t, v) in sorted(accepted_contracts(consumer.bindings))
     }
     route = f"Bound to {names.EVENTS_EXCHANGE} with {', '.join(consumer.bindings)}"
     if consumer.delay is not None:

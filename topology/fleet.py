@@ -1,15 +1,19 @@
 """THE table: every consumer type, what it binds, its class, attempts, timeout, prefetch and tiers.
 
-Everything else (queues, bindings, Deployments, ScaledObjects, AsyncAPI channels) is derived from
-this one table by :func:`build_topology` and the exporters.
+Everything else (queues, bindings, Deployments, ScaledObjects, AsyncAPI channels, and the
+contracts each consumer accepts, see :mod:`topology.routing`) is derived from this one table by
+:func:`build_topology`, the exporters and the consumer runtime; a consumer module declares only
+its handler and business key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from topology import names
+from topology.errors import UnknownConsumer
 from topology.model import (
     Binding,
     Exchange,
@@ -159,12 +163,23 @@ class FleetSpec:
     #: woofleet's classic queues should repeat :func:`classic_storage` (see storage_policy).
     extra_policies: tuple[Policy, ...] = field(default=())
 
+    @property
+    def consumer_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.consumers)
+
+    def check(self, requested: Iterable[str]) -> None:
+        """Raise :class:`UnknownConsumer` naming every unknown name and listing the valid ones.
+
+        The one check of consumer names: the command line, the runtime and the module registry
+        all come here, so every verb answers a typo with the same message.
+        """
+        unknown = [n for n in requested if n not in self.consumer_names]
+        if unknown:
+            raise UnknownConsumer(unknown, self.consumer_names)
+
     def consumer(self, name: str) -> ConsumerPolicy:
-        for consumer in self.consumers:
-            if consumer.name == name:
-                return consumer
-        valid = ", ".join(c.name for c in self.consumers)
-        raise KeyError(f"unknown consumer {name!r}; valid consumers: {valid}")
+        self.check([name])
+        return next(c for c in self.consumers if c.name == name)
 
     def only(self, *consumer_names: str) -> FleetSpec:
         return replace(self, consumers=tuple(self.consumer(n) for n in consumer_names))

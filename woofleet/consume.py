@@ -27,20 +27,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run, shared_state=True)
 
 
-def check_names(names: list[str]) -> None:
-    unknown = [n for n in names if n not in CONSUMER_NAMES]
-    if unknown:
-        raise SystemExit(
-            f"woofleet: unknown consumer {', '.join(unknown)}; "
-            f"valid consumers: {', '.join(CONSUMER_NAMES)}"
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     from consumers.runtime.supervisor import serve_consumers
     from fleet.sentry import init_sentry
 
-    check_names(args.consumers)
+    DEFAULT_FLEET.check(args.consumers)
     init_sentry(args.settings, component="consumer")
     return asyncio.run(
         serve_consumers(

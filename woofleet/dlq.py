@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from fleet.settings import Settings
-from topology.fleet import CONSUMER_NAMES
+from topology.fleet import CONSUMER_NAMES, DEFAULT_FLEET
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +29,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         sub.add_argument(
             "consumer",
             metavar="CONSUMER",
-            choices=CONSUMER_NAMES,
             help=f"one of: {', '.join(CONSUMER_NAMES)}",
         )
         if verb in ("list", "show"):
@@ -50,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    DEFAULT_FLEET.check([args.consumer])
     return asyncio.run(_run(args))
 
 

@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fleet.errors import WoofleetError
+from fleet.errors import ConfigError, WoofleetError
 
 #: Verb modules of this package; each has ``register(subparsers)`` setting ``func`` on its parser.
 VERBS: tuple[str, ...] = (
@@ -75,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "shared_state", False):
             settings.check_shared_state()
         code: int = args.func(args)
+    except ConfigError as exc:
+        # A wrong setting or argument (an unknown consumer, say): exit 2, as for bad usage.
+        print(f"woofleet: {exc}", file=sys.stderr)
+        return 2
     except WoofleetError as exc:
         # Expected failures get one line that says what to do, not a traceback.
         logging.getLogger("woofleet").debug("failed", exc_info=True)

@@ -15,7 +15,6 @@ from consumers.runtime.handler import (
     Handler,
     HandlerSpec,
     default_business_key,
-    versions,
 )
 from consumers.runtime.ledger import Ledger, SQLiteLedger, open_ledger
 from consumers.runtime.middleware import Middleware
@@ -36,5 +35,4 @@ __all__ = [
     "default_business_key",
     "open_ledger",
     "serve_consumers",
-    "versions",
 ]

@@ -2,19 +2,24 @@
 
 A consumer module (``consumers/<name>.py``) exposes::
 
-    SPEC = HandlerSpec(consumer="order-email", accepts=orders_v1(...), business_key=...)
+    SPEC = HandlerSpec(business_key=business_key)
 
     def build(settings: Settings) -> Handler: ...
 
+Which events it receives, and its class, attempts and timeout, are its row in
+``topology/fleet.py`` and nowhere else: the runtime accepts every contract version the registry
+knows for the event types the row's bindings route (:func:`topology.routing.accepted_contracts`).
+
 The handler makes no broker calls: ack, retry, dead-lettering, timeouts and the idempotency
-ledger belong to the runtime. It signals through :class:`~fleet.errors.TransientError` and
-:class:`~fleet.errors.PermanentError`.
+ledger belong to the runtime. Its failure classes are the errors it raises:
+:class:`~fleet.errors.TransientError` (retried) and :class:`~fleet.errors.PermanentError`
+(dead-lettered at once); any other exception counts as transient.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,10 +54,6 @@ class Handler(Protocol):
     async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None: ...
 
 
-class ClosableHandler(Handler, Protocol):
-    async def aclose(self) -> None: ...
-
-
 def default_business_key(event: AnyEnvelope) -> str:
     """The event id: deterministic for the same business fact, so a duplicate maps to one key."""
     return str(event.event_id)
@@ -60,17 +61,7 @@ def default_business_key(event: AnyEnvelope) -> str:
 
 @dataclass(frozen=True)
 class HandlerSpec:
-    """A consumer module's declaration: which contracts it accepts and how it keys its effects."""
+    """A consumer module's declaration: how it keys its effects (the rest is its topology row)."""
 
-    consumer: str
-    accepts: frozenset[tuple[str, int]]
     #: Key of the idempotency ledger; None means the handler is naturally idempotent.
     business_key: Callable[[AnyEnvelope], str] | None = default_business_key
-
-
-def versions(event_types: Iterable[str], *schema_versions: int) -> frozenset[tuple[str, int]]:
-    """``versions(["order.paid"], 1)`` → ``{("order.paid", 1)}``."""
-    return frozenset((t, v) for t in event_types for v in (schema_versions or (1,)))
-
-
-HandlerFactory = Callable[..., Handler | Awaitable[Handler]]

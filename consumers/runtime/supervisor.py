@@ -46,10 +46,10 @@ class Supervisor:
     ) -> None:
         """``handlers`` replaces the modules' own (spec, handler) for some consumers (tests)."""
         self._handlers = dict(handlers or {})
+        fleet.check(consumer_names)
         for name in consumer_names:
-            fleet.consumer(name)  # unknown names fail here, listing the valid ones
             if name not in self._handlers:
-                registry.load(name)
+                registry.load(name)  # a module that fails to import fails here, not later
         self.names = tuple(consumer_names)
         self.settings = settings
         self.fleet = fleet

@@ -52,6 +52,7 @@ from fleet.errors import ContractError, PermanentError, PublishError, TopologyEr
 from fleet.logging import with_context
 from topology import names
 from topology.fleet import ConsumerPolicy
+from topology.routing import accepted_contracts
 
 log = logging.getLogger("consumers.runtime")
 
@@ -78,9 +79,10 @@ class ConsumerWorker:
         ledger: Ledger | None = None,
         middleware: Sequence[Middleware] = (),
     ) -> None:
-        if spec.consumer != policy.name:
-            raise ValueError(f"handler spec is for {spec.consumer!r}, policy for {policy.name!r}")
         self.policy = policy
+        #: What the row's bindings route, in every version the registry knows: the contracts
+        #: this consumer validates against (declared nowhere else).
+        self.accepts = accepted_contracts(policy.bindings)
         self.spec = spec
         self.handler = handler
         self.ledger = ledger
@@ -268,7 +270,7 @@ class ConsumerWorker:
                 message.body,
                 event_type=message.type,
                 schema_version=_int_or_none(headers.get(SCHEMA_VERSION_HEADER)),
-                accepted=self.spec.accepts,
+                accepted=self.accepts,
             )
         except ContractError as exc:
             await self._dead_letter(message, headers, attempt, describe(exc))

@@ -30,7 +30,7 @@ async def test_order_paid_becomes_a_ga4_purchase_without_pii(
     # Given a paid order
     event = order_event("order.paid")
     # When the analytics consumer handles it
-    await handler(event, delivery_for(analytics.SPEC, event))
+    await handler(event, delivery_for("analytics", event))
     # Then the collector got one GA4 purchase
     [request] = server.requests
     assert (request.method, request.path) == ("POST", "/mp/collect")
@@ -60,7 +60,7 @@ async def test_the_client_id_is_stable_and_prefers_the_stored_ga_cookie(
     completed = order_event("order.completed")
     cookie = with_data(paid, meta={"_ga_client_id": "1234.5678"})
     for event in (paid, completed, cookie):
-        await handler(event, delivery_for(analytics.SPEC, event))
+        await handler(event, delivery_for("analytics", event))
     ids = [r.json["client_id"] for r in server.requests]
     assert ids[0] == ids[1] and ids[2] == "1234.5678"
 
@@ -73,7 +73,7 @@ async def test_a_refund_is_sent_with_its_own_amount_and_key(
         refund=Refund(id=31, amount=Decimal("5.00")),
         refunds=(Refund(id=31, amount=Decimal("5.00")),),
     )
-    await handler(event, delivery_for(analytics.SPEC, event))
+    await handler(event, delivery_for("analytics", event))
     [request] = server.requests
     assert request.idempotency_key == f"woofleet:analytics:order:{event.data.id}:refund:31"
     assert request.json["events"] == [
@@ -89,7 +89,7 @@ async def test_lifecycle_events_are_custom_events(
     server: HttpTargetServer, handler: analytics.AnalyticsHandler, event_type: str, name: str
 ) -> None:
     event = order_event(event_type)
-    await handler(event, delivery_for(analytics.SPEC, event))
+    await handler(event, delivery_for("analytics", event))
     assert [r.json["events"][0]["name"] for r in server.requests] == [name]
 
 
@@ -97,7 +97,7 @@ async def test_order_updated_is_skipped(
     server: HttpTargetServer, handler: analytics.AnalyticsHandler
 ) -> None:
     event = order_event("order.updated")
-    await handler(event, delivery_for(analytics.SPEC, event))
+    await handler(event, delivery_for("analytics", event))
     assert server.requests == []
 
 
@@ -105,8 +105,8 @@ async def test_a_duplicate_delivery_sends_the_same_idempotency_key(
     server: HttpTargetServer, handler: analytics.AnalyticsHandler
 ) -> None:
     event = order_event("order.paid")
-    await handler(event, delivery_for(analytics.SPEC, event))
-    await handler(event, delivery_for(analytics.SPEC, event, attempt=2))
+    await handler(event, delivery_for("analytics", event))
+    await handler(event, delivery_for("analytics", event, attempt=2))
     first, second = server.requests
     assert first.idempotency_key == second.idempotency_key
     assert json.loads(first.body)["events"] == json.loads(second.body)["events"]

@@ -106,7 +106,7 @@ async def test_a_price_update_is_one_batch_call_that_sets_every_price(
     store: WooStore, handler: catalog.CatalogHandler
 ) -> None:
     command = prices((1, "12.50", "9.99"), (2, "20.00", None))
-    await handler(command, delivery_for(catalog.SPEC, command))
+    await handler(command, delivery_for("catalog", command))
     assert len(batch_calls(store)) == 1
     assert (store.products[1]["regular_price"], store.products[1]["sale_price"]) == (
         "12.50",
@@ -120,7 +120,7 @@ async def test_a_full_command_of_100_items_fits_one_call(
 ) -> None:
     items = tuple(StockLevel(product_id=pid, stock_quantity=pid * 2) for pid in range(1, 101))
     command = envelope(StockSyncCommand, "catalog.stock_sync", StockSync(items=items))
-    await handler(command, delivery_for(catalog.SPEC, command))
+    await handler(command, delivery_for("catalog", command))
     assert len(batch_calls(store)) == 1
     assert all(store.products[p]["stock_quantity"] == p * 2 for p in range(1, 101))
     assert all(store.products[p]["manage_stock"] is True for p in range(1, 101))
@@ -133,7 +133,7 @@ async def test_refused_items_are_listed_in_one_permanent_error_and_the_rest_appl
     command = prices((1, "11.00", None), (999, "5.00", None), (3, "13.00", None))
     # When the consumer applies it
     with pytest.raises(PermanentError) as caught:
-        await handler(command, delivery_for(catalog.SPEC, command))
+        await handler(command, delivery_for("catalog", command))
     # Then the good items are applied and the error names the bad one, with WooCommerce's words
     assert store.products[1]["regular_price"] == "11.00"
     assert store.products[3]["regular_price"] == "13.00"
@@ -152,7 +152,7 @@ async def test_an_import_creates_products_and_reports_duplicated_skus(
     )
     command = envelope(ProductImportCommand, "catalog.product_import", ProductImport(items=drafts))
     with pytest.raises(PermanentError, match=r"sku SKU-7 \(product_invalid_sku"):
-        await handler(command, delivery_for(catalog.SPEC, command))
+        await handler(command, delivery_for("catalog", command))
     [created] = [p for p in store.products.values() if p["sku"] == "NEW-1"]
     assert (created["name"], created["regular_price"], created["stock_quantity"]) == (
         "New one",
@@ -167,7 +167,7 @@ async def test_a_store_that_keeps_failing_is_transient(
     store.fail_next(503, times=10)
     command = prices((1, "11.00", None))
     with pytest.raises(TransientError, match="503"):
-        await handler(command, delivery_for(catalog.SPEC, command))
+        await handler(command, delivery_for("catalog", command))
 
 
 async def test_product_updated_is_only_logged(
@@ -176,7 +176,7 @@ async def test_product_updated_is_only_logged(
     caplog.set_level(logging.INFO)
     data = ProductData(id=5, name="P", sku="SKU-5", date_modified_gmt=NOW)
     event = envelope(ProductEvent, "product.updated", data)
-    await handler(event, delivery_for(catalog.SPEC, event))
+    await handler(event, delivery_for("catalog", event))
     assert store.requests == []
     assert "product 5 updated in the shop (sku SKU-5, stock not managed); nothing to do" in (
         caplog.text
@@ -211,7 +211,7 @@ async def test_items_that_fail_transiently_are_sent_again_on_their_own(
     handler = catalog.CatalogHandler(WooRest(target.url, "ck", "cs"), retry_delay=0.01)
     command = prices((1, "1.00", None), (2, "2.00", None), (3, "3.00", None))
     # When the consumer applies the command
-    await handler(command, delivery_for(catalog.SPEC, command))
+    await handler(command, delivery_for("catalog", command))
     await handler.aclose()
     # Then only the failed item went again, and nothing is reported failed
     assert calls == [[1, 2, 3], [2]]
@@ -229,7 +229,7 @@ async def test_an_item_that_keeps_failing_transiently_ends_in_the_permanent_list
     )
     command = prices((1, "1.00", None))
     with pytest.raises(PermanentError, match=r"product 1 \(db_error: deadlock\)"):
-        await handler(command, delivery_for(catalog.SPEC, command))
+        await handler(command, delivery_for("catalog", command))
     await handler.aclose()
     assert len(target.requests) == 3
 
@@ -243,7 +243,7 @@ async def test_variations_go_to_their_parents_variation_batch(target: HttpTarget
         StockLevel(product_id=93, stock_quantity=6),
     )
     command = envelope(StockSyncCommand, "catalog.stock_sync", StockSync(items=items))
-    await handler(command, delivery_for(catalog.SPEC, command))
+    await handler(command, delivery_for("catalog", command))
     await handler.aclose()
     by_path = {r.path: r.json["update"] for r in target.requests}
     assert by_path == {
@@ -258,7 +258,7 @@ async def test_variations_go_to_their_parents_variation_batch(target: HttpTarget
 async def test_without_a_store_url_the_dev_sink_records_the_calls(tmp_path: Path) -> None:
     handler = catalog.build(Settings(var_dir=tmp_path, targets={}))
     command = prices((1, "1.00", None))
-    await handler(command, delivery_for(catalog.SPEC, command))
+    await handler(command, delivery_for("catalog", command))
     [line] = (tmp_path / "targets" / "catalog.jsonl").read_text().splitlines()
     record = json.loads(line)
     assert record["path"] == "/wp-json/wc/v3/products/batch"

@@ -15,6 +15,7 @@ from tests.builders import order_event
 from tests.support.amqp import apply, depth, fast_fleet
 from tests.support.net import free_port
 from topology import names
+from topology.fleet import CONSUMER_NAMES
 
 pytestmark = pytest.mark.integration
 
@@ -49,11 +50,25 @@ def test_missing_broker_is_one_line_not_a_traceback(cli_env: dict[str, str]) -> 
     assert "RabbitMQ is not answering" in result.stderr and "WOOFLEET_AMQP_URL" in result.stderr
 
 
-def test_unknown_consumer_lists_the_valid_ones(cli_env: dict[str, str]) -> None:
-    result = woofleet("consume", "emails", env=cli_env)
-    assert result.returncode != 0
-    assert "unknown consumer emails" in result.stderr
-    assert "order-email" in result.stderr and "review-request" in result.stderr
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("consume", "emails"),
+        ("consume", "stock", "emails"),
+        ("dlq", "list", "emails"),
+        ("dlq", "show", "emails"),
+        ("dlq", "replay", "emails"),
+        ("dlq", "purge", "emails", "--yes"),
+    ],
+)
+def test_every_verb_answers_an_unknown_consumer_with_one_line_and_exit_code_2(
+    cli_env: dict[str, str], argv: tuple[str, ...]
+) -> None:
+    result = woofleet(*argv, env=cli_env)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"woofleet: unknown consumer 'emails'; valid consumers: {', '.join(CONSUMER_NAMES)}\n"
+    )
 
 
 def test_consume_serves_health_and_drains_on_sigterm(cli_env: dict[str, str]) -> None:

@@ -30,7 +30,7 @@ async def test_a_guest_order_upserts_a_contact_keyed_by_email_hash_and_records_t
 ) -> None:
     caplog.set_level(logging.DEBUG)
     event = order_event("order.paid")
-    delivery = delivery_for(crm.SPEC, event)
+    delivery = delivery_for("crm", event)
     await handler(event, delivery)
     upsert, record = server.requests
     assert (upsert.method, upsert.path) == ("PUT", f"/contacts/email-{EMAIL_HASH}")
@@ -60,7 +60,7 @@ async def test_a_registered_customer_is_keyed_by_customer_id(
     server: HttpTargetServer, handler: crm.CrmHandler
 ) -> None:
     event = order_event("order.completed", customer_id=26)
-    await handler(event, delivery_for(crm.SPEC, event))
+    await handler(event, delivery_for("crm", event))
     assert server.paths() == ["PUT /contacts/customer-26", "POST /contacts/customer-26/orders"]
     assert server.requests[0].json["woocommerce_customer_id"] == 26
 
@@ -70,7 +70,7 @@ async def test_a_guest_without_an_email_is_skipped(
 ) -> None:
     raw_billing = {"first_name": "A", "last_name": "B", "email": ""}
     event = order_event("order.created", billing=raw_billing)
-    await handler(event, delivery_for(crm.SPEC, event))
+    await handler(event, delivery_for("crm", event))
     assert server.requests == []
 
 
@@ -79,6 +79,6 @@ async def test_every_event_of_an_order_gets_its_own_key(
 ) -> None:
     for event_type in ("order.created", "order.paid", "order.updated"):
         event = order_event(event_type)
-        await handler(event, delivery_for(crm.SPEC, event))
+        await handler(event, delivery_for("crm", event))
     keys = {r.idempotency_key for r in server.requests}
     assert len(keys) == 6

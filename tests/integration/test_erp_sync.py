@@ -27,7 +27,7 @@ async def test_a_paid_order_is_put_as_a_whole_document(
     server: HttpTargetServer, handler: erp_sync.ErpSyncHandler
 ) -> None:
     event = order_event("order.paid")
-    await handler(event, delivery_for(erp_sync.SPEC, event))
+    await handler(event, delivery_for("erp-sync", event))
     [request] = server.requests
     assert (request.method, request.path) == ("PUT", "/orders/11")
     assert request.idempotency_key == "woofleet:erp-sync:order:11:paid"
@@ -75,7 +75,7 @@ async def test_completion_is_another_put_with_its_own_key(
     server: HttpTargetServer, handler: erp_sync.ErpSyncHandler
 ) -> None:
     event = order_event("order.completed", status="completed")
-    await handler(event, delivery_for(erp_sync.SPEC, event))
+    await handler(event, delivery_for("erp-sync", event))
     [request] = server.requests
     assert (request.method, request.path, request.json["status"]) == (
         "PUT",
@@ -89,7 +89,7 @@ async def test_a_cancellation_is_posted(
     server: HttpTargetServer, handler: erp_sync.ErpSyncHandler
 ) -> None:
     event = order_event("order.cancelled", status="cancelled")
-    await handler(event, delivery_for(erp_sync.SPEC, event))
+    await handler(event, delivery_for("erp-sync", event))
     [request] = server.requests
     assert (request.method, request.path) == ("POST", "/orders/11/cancellation")
     assert request.json["number"] == "11"
@@ -103,7 +103,7 @@ async def test_each_refund_is_posted_once_under_its_refund_id(
     base = order_event("order.refunded")
     for refund, refunds in ((first, (first,)), (second, (first, second))):
         event = with_data(base, refund=refund, refunds=refunds)
-        await handler(event, delivery_for(erp_sync.SPEC, event))
+        await handler(event, delivery_for("erp-sync", event))
     assert server.paths() == ["POST /orders/11/refunds"] * 2
     assert [r.idempotency_key for r in server.requests] == [
         "woofleet:erp-sync:order:11:refund:30",

@@ -34,6 +34,11 @@ class Case:
     def __str__(self) -> str:
         return self.target
 
+    @property
+    def consumer(self) -> str:
+        """The consumer's name: the target key with dashes (``payment_capture``)."""
+        return self.target.replace("_", "-")
+
 
 CASES = [
     Case(
@@ -63,7 +68,7 @@ CASES = [
 
 
 async def call(handler: Handler, case: Case, event: AnyEnvelope, **delivery: Any) -> None:
-    await handler(event, delivery_for(case.module.SPEC, event, **delivery))
+    await handler(event, delivery_for(case.consumer, event, **delivery))
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -76,11 +81,11 @@ async def test_build_uses_the_http_target_when_its_url_is_set(
     # When the module's build() makes the handler and it handles its event
     handler = case.module.build(settings)
     event = case.event()
-    await handler(event, delivery_for(case.module.SPEC, event))
+    await handler(event, delivery_for(case.consumer, event))
     await handler.aclose()
     # Then one request reached the server, with the delivery's idempotency key (CRM: two)
     assert server.requests, "no request reached the target"
-    expected = delivery_for(case.module.SPEC, event).idempotency_key
+    expected = delivery_for(case.consumer, event).idempotency_key
     assert all(r.idempotency_key.startswith(expected) for r in server.requests)  # type: ignore[union-attr]
     assert all(r.path.startswith("/api/") for r in server.requests)
     assert f"target {case.target}: HTTP at {server.url}/api" in caplog.text
@@ -91,9 +96,9 @@ async def test_build_falls_back_to_the_dev_sink(case: Case, tmp_path: Path) -> N
     handler = case.module.build(Settings(var_dir=tmp_path, targets={}))
     assert isinstance(handler.target, JsonlTargetSink)
     event = case.event()
-    await handler(event, delivery_for(case.module.SPEC, event))
+    await handler(event, delivery_for(case.consumer, event))
     lines = (tmp_path / "targets" / f"{case.target}.jsonl").read_text().splitlines()
-    key = delivery_for(case.module.SPEC, event).idempotency_key
+    key = delivery_for(case.consumer, event).idempotency_key
     assert lines and all(json.loads(x)["headers"]["Idempotency-Key"].startswith(key) for x in lines)
 
 

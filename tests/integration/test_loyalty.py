@@ -40,7 +40,7 @@ async def test_a_completed_order_awards_one_point_per_whole_unit(
     server: HttpTargetServer, handler: loyalty.LoyaltyHandler
 ) -> None:
     event = completed()
-    await handler(event, delivery_for(loyalty.SPEC, event))
+    await handler(event, delivery_for("loyalty", event))
     [request] = server.requests
     assert (request.method, request.path) == ("POST", "/members/26/transactions")
     assert request.idempotency_key == "woofleet:loyalty:order:11:award"
@@ -60,7 +60,7 @@ async def test_the_rate_is_configurable(server: HttpTargetServer) -> None:
         HttpTargetClient("loyalty", server.url), points_per_unit=Decimal("2.5")
     )
     event = completed()
-    await handler(event, delivery_for(loyalty.SPEC, event))
+    await handler(event, delivery_for("loyalty", event))
     await handler.aclose()
     assert server.requests[0].json["points"] == 124
 
@@ -74,7 +74,7 @@ async def test_a_refund_reverses_the_points_of_its_amount(
         refund=refund,
         refunds=(refund,),
     )
-    await handler(event, delivery_for(loyalty.SPEC, event))
+    await handler(event, delivery_for("loyalty", event))
     [request] = server.requests
     assert request.idempotency_key == "woofleet:loyalty:order:11:reverse:31"
     assert (request.json["type"], request.json["points"], request.json["refund_id"]) == (
@@ -89,7 +89,7 @@ async def test_a_refund_of_an_order_that_never_completed_reverses_nothing(
 ) -> None:
     refund = Refund(id=31, amount=Decimal("10.50"))
     event = with_data(order_event("order.refunded", customer_id=26), refund=refund)
-    await handler(event, delivery_for(loyalty.SPEC, event))
+    await handler(event, delivery_for("loyalty", event))
     assert server.requests == []
 
 
@@ -98,6 +98,6 @@ async def test_guests_earn_nothing_and_it_says_so(
 ) -> None:
     caplog.set_level(logging.INFO)
     event = completed(customer_id=0)
-    await handler(event, delivery_for(loyalty.SPEC, event))
+    await handler(event, delivery_for("loyalty", event))
     assert server.requests == []
     assert "order 11 is a guest order; guests earn no points" in caplog.text

@@ -41,7 +41,7 @@ async def test_an_authorise_only_order_is_captured_once_with_its_key(
     # Given an order paid by an authorisation that was not captured at checkout
     event = paid({"_authorized_only": "yes"})
     # When the consumer handles order.paid
-    await handler(event, delivery_for(payment_capture.SPEC, event))
+    await handler(event, delivery_for("payment-capture", event))
     # Then the gateway got one Stripe-shaped capture of the order total in cents
     [request] = server.requests
     assert (request.method, request.path) == ("POST", "/v1/payment_intents/pi_3Nabc/capture")
@@ -65,7 +65,7 @@ async def test_every_documented_marker_means_authorise_only(
     changes: dict[str, str],
 ) -> None:
     event = paid(meta, **changes)
-    await handler(event, delivery_for(payment_capture.SPEC, event))
+    await handler(event, delivery_for("payment-capture", event))
     assert server.paths() == ["POST /v1/payment_intents/pi_3Nabc/capture"]
 
 
@@ -76,7 +76,7 @@ async def test_an_order_charged_at_checkout_is_skipped_with_a_log_line(
 ) -> None:
     caplog.set_level(logging.INFO)
     event = paid({"_stripe_charge_captured": "yes"})
-    await handler(event, delivery_for(payment_capture.SPEC, event))
+    await handler(event, delivery_for("payment-capture", event))
     assert server.requests == []
     assert "order 11 was charged at checkout (bacs); nothing to capture" in caplog.text
 
@@ -86,7 +86,7 @@ async def test_an_authorise_only_order_without_a_transaction_id_is_permanent(
 ) -> None:
     event = paid({"_authorized_only": "yes"}, transaction_id="")
     with pytest.raises(PermanentError, match="no transaction id"):
-        await handler(event, delivery_for(payment_capture.SPEC, event))
+        await handler(event, delivery_for("payment-capture", event))
     assert server.requests == []
 
 
@@ -96,7 +96,7 @@ async def test_a_refund_before_capture_lowers_the_amount(
     event = with_data(
         paid({"_authorized_only": "yes"}), refunds=(Refund(id=3, amount=Decimal("10.00")),)
     )
-    await handler(event, delivery_for(payment_capture.SPEC, event))
+    await handler(event, delivery_for("payment-capture", event))
     assert server.requests[0].form["amount_to_capture"] == "3998"
 
 
@@ -104,7 +104,7 @@ async def test_a_transaction_id_is_escaped_in_the_path(
     server: HttpTargetServer, handler: payment_capture.PaymentCaptureHandler
 ) -> None:
     event = paid({"_authorized_only": "yes"}, transaction_id="pi/../x")
-    await handler(event, delivery_for(payment_capture.SPEC, event))
+    await handler(event, delivery_for("payment-capture", event))
     assert server.requests[0].raw_path == "/v1/payment_intents/pi%2F..%2Fx/capture"
 
 
@@ -136,7 +136,7 @@ async def test_an_intent_captured_before_counts_as_done(
     )
     event = paid({"_authorized_only": "yes"})
     # When the consumer captures it, Then that is success
-    await handler(event, delivery_for(payment_capture.SPEC, event))
+    await handler(event, delivery_for("payment-capture", event))
     assert "order 11 was already captured; nothing to do" in caplog.text
 
 
@@ -155,7 +155,7 @@ async def test_other_refusals_are_permanent_with_the_gateways_code_and_message_o
     )
     event = paid({"_authorized_only": "yes"})
     with pytest.raises(PermanentError) as caught:
-        await handler(event, delivery_for(payment_capture.SPEC, event))
+        await handler(event, delivery_for("payment-capture", event))
     message = str(caught.value)
     assert "400 payment_intent_unexpected_state: It has a status of canceled." in message
     assert "shopper@example.com" not in message

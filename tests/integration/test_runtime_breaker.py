@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from consumers.runtime import Delivery, HandlerSpec, Supervisor, versions
+from consumers.runtime import Delivery, HandlerSpec, Supervisor
 from consumers.runtime.breaker import BreakerState
 from consumers.runtime.handler import AnyEnvelope
-from contracts.orders import ORDER_EVENT_TYPES
 from fleet.errors import TransientError
 from fleet.settings import Settings
 from tests.builders import order_event
@@ -18,7 +17,7 @@ from topology.fleet import BreakerPolicy
 
 pytestmark = pytest.mark.integration
 
-SPEC = HandlerSpec("analytics", versions(ORDER_EVENT_TYPES, 1))
+SPEC = HandlerSpec()
 
 
 class Target:

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from consumers.runtime import Delivery, HandlerSpec, Supervisor, versions
+from consumers.runtime import Delivery, HandlerSpec, Supervisor
 from consumers.runtime.handler import AnyEnvelope
 from contracts.messages import ERROR_HEADER
-from contracts.orders import ORDER_EVENT_TYPES
 from fleet.errors import TransientError
 from fleet.settings import Settings
 from tests.builders import order_event
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSUMER = "analytics"  # the consumer tests/support/consumer_process.py runs
-SPEC = HandlerSpec(CONSUMER, versions(ORDER_EVENT_TYPES, 1))
+SPEC = HandlerSpec()
 WORK, DLQ = names.work_queue(CONSUMER), names.dead_letter_queue(CONSUMER)
 
 Spawn = Callable[..., subprocess.Popen[bytes]]

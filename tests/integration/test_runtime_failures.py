@@ -12,20 +12,20 @@ from aio_pika.abc import AbstractRobustConnection
 
 import consumers.runtime.worker
 from consumers import registry
-from consumers.runtime import Delivery, HandlerSpec, Supervisor, versions
+from consumers.runtime import Delivery, HandlerSpec, Supervisor
 from consumers.runtime.handler import AnyEnvelope
 from contracts.messages import ERROR_HEADER
-from contracts.orders import ORDER_EVENT_TYPES
-from fleet.errors import PermanentError, TopologyError, UnroutableError
+from fleet.errors import PermanentError, TopologyError, UnknownConsumer, UnroutableError
 from fleet.settings import Settings
 from tests.builders import order_event
 from tests.support.amqp import apply, depth, drain, fast_fleet, publish, wait_until
 from topology import names
+from topology.fleet import CONSUMER_NAMES, DEFAULT_FLEET
 from topology.management import Management
 
 pytestmark = pytest.mark.integration
 
-SPEC = HandlerSpec("analytics", versions(ORDER_EVENT_TYPES, 1))
+SPEC = HandlerSpec()
 
 
 async def test_a_priority_message_published_last_is_handled_before_the_backlog(
@@ -220,13 +220,15 @@ async def test_a_dead_letter_the_full_dlq_refuses_stays_in_the_work_queue(
 
 def test_an_unknown_consumer_name_is_refused_with_the_list_of_valid_ones() -> None:
     # Given a typo in a consumer name
-    # When a Supervisor or the registry is asked for it
-    with pytest.raises(KeyError) as by_supervisor:
+    # When a Supervisor, the registry or the consumer table is asked for it
+    with pytest.raises(UnknownConsumer) as by_supervisor:
         Supervisor(["analytic"], Settings())
-    with pytest.raises(registry.UnknownConsumer) as by_registry:
+    with pytest.raises(UnknownConsumer) as by_registry:
         registry.load("analytic")
-    # Then both say which name is wrong and list every valid one
-    for message in (str(by_supervisor.value), str(by_registry.value)):
-        assert "unknown consumer 'analytic'" in message
-        for name in ("payment-capture", "analytics", "review-request", "catalog"):
-            assert name in message
+    with pytest.raises(UnknownConsumer) as by_table:
+        DEFAULT_FLEET.consumer("analytic")
+    # Then all three give the one message: the wrong name, then every valid one
+    messages = {str(e.value) for e in (by_supervisor, by_registry, by_table)}
+    assert messages == {
+        f"unknown consumer 'analytic'; valid consumers: {', '.join(CONSUMER_NAMES)}"
+    }

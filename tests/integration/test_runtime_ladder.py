@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from consumers.runtime import Delivery, HandlerSpec, Supervisor, versions
+from consumers.runtime import Delivery, HandlerSpec, Supervisor
 from consumers.runtime.handler import AnyEnvelope
 from contracts.messages import (
     ATTEMPT_HEADER,
@@ -17,7 +16,6 @@ from contracts.messages import (
     FIRST_FAILED_HEADER,
     LAST_FAILED_HEADER,
 )
-from contracts.orders import ORDER_EVENT_TYPES
 from fleet.errors import PermanentError, TransientError
 from fleet.settings import Settings
 from tests.builders import order_event
@@ -26,7 +24,7 @@ from topology import names
 
 pytestmark = pytest.mark.integration
 
-SPEC = HandlerSpec("analytics", versions(ORDER_EVENT_TYPES, 1))
+SPEC = HandlerSpec()
 
 
 class Recorder:
@@ -85,7 +83,7 @@ async def test_transient_failures_go_through_the_tiers_and_back_to_the_same_cons
         settings,
         fleet=fleet,
         middleware=[],
-        handlers={"analytics": (SPEC, flaky), "crm": (replace(SPEC, consumer="crm"), steady)},
+        handlers={"analytics": (SPEC, flaky), "crm": (SPEC, steady)},
     )
     await sup.start()
     try:
@@ -186,6 +184,34 @@ async def test_invalid_contract_goes_to_dlq_at_once_and_never_reaches_the_handle
     assert dead.body == body  # the original bytes, for a person to inspect and replay
     assert reason in str((dead.headers or {})[ERROR_HEADER])
     assert (dead.headers or {})[ATTEMPT_HEADER] == 1
+
+
+async def test_what_a_consumer_accepts_follows_its_topology_row_alone(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    # Given analytics' row narrowed to order.paid (the module itself declares no event types)
+    fleet = fast_fleet("analytics", bindings=("order.paid",))
+    await apply(connection, fleet, vhost)
+    handler = Recorder()
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, handler)}
+    )
+    await sup.start()
+    paid, created = order_event("order.paid"), order_event("order.created")
+    try:
+        # When an order.paid arrives, and an order.created slips into its queue
+        await publish(connection, paid)
+        await publish(connection, created, routing_key="order.paid")
+        await wait_until(lambda: dict(sup.workers["analytics"].stats) == {"handled": 1, "dead": 1})
+    finally:
+        await sup.stop(5)
+    # Then the bound type is handled, and the other is a contract this consumer does not accept
+    assert handler.done == [str(paid.event_id)]
+    [dead] = await drain(connection, names.dead_letter_queue("analytics"))
+    assert dead.message_id == str(created.event_id)
+    assert "order.created v1 is not a contract this consumer accepts" in str(
+        (dead.headers or {})[ERROR_HEADER]
+    )
 
 
 async def test_handler_timeout_sends_message_to_next_retry_tier(

@@ -26,7 +26,7 @@ async def test_a_paid_order_is_sent_for_fulfilment_with_the_delivery_priority(
     server: HttpTargetServer, handler: warehouse.WarehouseHandler
 ) -> None:
     event = order_event("order.paid")
-    await handler(event, delivery_for(warehouse.SPEC, event, priority=4))
+    await handler(event, delivery_for("warehouse", event, priority=4))
     [request] = server.requests
     assert (request.method, request.path) == ("POST", "/fulfilments")
     assert request.idempotency_key == "woofleet:warehouse:order:11:fulfil"
@@ -55,7 +55,7 @@ async def test_an_order_without_shipping_is_not_sent(
     server: HttpTargetServer, handler: warehouse.WarehouseHandler
 ) -> None:
     event = with_data(order_event("order.paid"), shipping_lines=())
-    await handler(event, delivery_for(warehouse.SPEC, event))
+    await handler(event, delivery_for("warehouse", event))
     assert server.requests == []
 
 
@@ -63,7 +63,7 @@ async def test_a_cancelled_paid_order_cancels_its_fulfilment(
     server: HttpTargetServer, handler: warehouse.WarehouseHandler
 ) -> None:
     event = order_event("order.cancelled", status="cancelled")
-    await handler(event, delivery_for(warehouse.SPEC, event))
+    await handler(event, delivery_for("warehouse", event))
     [request] = server.requests
     assert (request.method, request.path) == ("POST", "/fulfilments/woocommerce-11/cancel")
     assert request.idempotency_key == "woofleet:warehouse:order:11:cancel"
@@ -74,7 +74,7 @@ async def test_cancelling_what_the_warehouse_never_had_is_done(
 ) -> None:
     server.answer(404, {"error": "unknown reference"})
     event = order_event("order.cancelled", status="cancelled")
-    await handler(event, delivery_for(warehouse.SPEC, event))
+    await handler(event, delivery_for("warehouse", event))
     assert len(server.requests) == 1
 
 
@@ -84,12 +84,12 @@ async def test_cancelling_a_shipped_order_dead_letters_with_the_answer(
     server.answer(409, {"error": "already shipped"})
     event = order_event("order.cancelled", status="cancelled")
     with pytest.raises(PermanentError, match=r"409.*already shipped"):
-        await handler(event, delivery_for(warehouse.SPEC, event))
+        await handler(event, delivery_for("warehouse", event))
 
 
 async def test_an_unpaid_cancelled_order_sends_nothing(
     server: HttpTargetServer, handler: warehouse.WarehouseHandler
 ) -> None:
     event = order_event("order.cancelled", status="cancelled", date_paid_gmt=None)
-    await handler(event, delivery_for(warehouse.SPEC, event))
+    await handler(event, delivery_for("warehouse", event))
     assert server.requests == []

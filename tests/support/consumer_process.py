@@ -24,16 +24,15 @@ import signal
 import sys
 from pathlib import Path
 
-from consumers.runtime import Delivery, HandlerSpec, Supervisor, versions
+from consumers.runtime import Delivery, HandlerSpec, Supervisor
 from consumers.runtime.handler import AnyEnvelope, Handler
-from contracts.orders import ORDER_EVENT_TYPES
 from fleet.errors import WoofleetError
 from fleet.logging import setup_logging
 from fleet.settings import Settings
 from tests.support.amqp import fast_fleet
 
 CONSUMER = "analytics"
-SPEC = HandlerSpec(CONSUMER, versions(ORDER_EVENT_TYPES, 1))
+SPEC = HandlerSpec()
 MODES = ("hang-once", "crash", "slow")
 
 log = logging.getLogger("tests.consumer_process")

@@ -31,6 +31,7 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 
+from consumers import registry
 from consumers.runtime.handler import AnyEnvelope, Delivery, HandlerSpec
 from contracts.orders import OrderEvent
 
@@ -195,18 +196,19 @@ class HttpTargetServer:
 
 
 def delivery_for(
-    spec: HandlerSpec, event: AnyEnvelope, *, priority: int = 0, attempt: int = 1
+    consumer: str, event: AnyEnvelope, *, priority: int = 0, attempt: int = 1
 ) -> Delivery:
-    """The Delivery the runtime would hand a consumer's handler for this event."""
+    """The Delivery the runtime would hand ``consumer``'s handler for this event."""
+    spec: HandlerSpec = registry.load(consumer).SPEC
     key = spec.business_key(event) if spec.business_key else str(event.event_id)
     return Delivery(
-        consumer=spec.consumer,
+        consumer=consumer,
         message_id=str(event.event_id),
         attempt=attempt,
         priority=priority,
         redelivered=attempt > 1,
         business_key=key,
-        log=logging.LoggerAdapter(logging.getLogger(f"consumers.{spec.consumer}"), {}),
+        log=logging.LoggerAdapter(logging.getLogger(f"consumers.{consumer}"), {}),
     )
 
 

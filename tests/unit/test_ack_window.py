@@ -116,7 +116,7 @@ def test_a_batch_never_needs_more_than_half_the_prefetch() -> None:
     async def handler(event: object, delivery: object) -> None: ...
 
     policy = DEFAULT_FLEET.consumer("analytics")
-    spec = HandlerSpec("analytics", frozenset())
+    spec = HandlerSpec()
 
     def batch(prefetch: int) -> int:
         return ConsumerWorker(replace(policy, prefetch=prefetch), spec, handler)._ack_window.batch

@@ -6,8 +6,11 @@ import re
 
 import pytest
 
+from contracts.registry import REGISTRY
 from topology import names
+from topology.errors import ConfigError, UnknownConsumer
 from topology.fleet import (
+    CONSUMER_NAMES,
     CONSUMERS,
     DEFAULT_FLEET,
     MAX_PRIORITY,
@@ -17,32 +20,7 @@ from topology.fleet import (
     build_topology,
 )
 from topology.model import Queue, QueueRole, Topology
-
-#: ARCHITECTURE.md's consumer table, written out by hand:
-#: consumer -> (binds, class, max attempts, timeout in seconds).
-ARCHITECTURE_TABLE: dict[str, tuple[set[str], str, int, float]] = {
-    "payment-capture": ({"order.paid"}, "high", 5, 30),
-    "stock": ({"order.paid", "order.cancelled", "order.refunded"}, "high", 5, 30),
-    "order-email": (
-        {"order.created", "order.paid", "order.completed", "order.refunded"},
-        "high",
-        3,
-        30,
-    ),
-    "erp-sync": (
-        {"order.paid", "order.completed", "order.cancelled", "order.refunded"},
-        "medium",
-        5,
-        60,
-    ),
-    "invoice": ({"order.paid", "order.refunded"}, "medium", 3, 30),
-    "warehouse": ({"order.paid", "order.cancelled"}, "medium", 3, 120),
-    "analytics": ({"order.#"}, "low", 2, 15),
-    "crm": ({"order.#"}, "low", 2, 30),
-    "loyalty": ({"order.completed", "order.refunded"}, "low", 2, 30),
-    "review-request": ({"order.completed"}, "low", 2, 30),
-    "catalog": ({"product.#", "catalog.#"}, "bulk", 1, 300),
-}
+from topology.routing import accepted_contracts
 
 
 @pytest.fixture(scope="module")
@@ -103,21 +81,43 @@ def test_consumer_of_rejects_a_queue_that_is_not_woofleets() -> None:
 # the consumer table ------------------------------------------------------------------------------
 
 
-def test_consumer_table_matches_architecture_md_exactly() -> None:
-    table = {
-        c.name: (set(c.bindings), c.priority_class.value, c.max_attempts, c.timeout)
-        for c in CONSUMERS
-    }
-    assert table == ARCHITECTURE_TABLE
-    assert [c.name for c in CONSUMERS] == list(ARCHITECTURE_TABLE)
-
-
-def test_bindings_on_woo_events_match_architecture_md_exactly(topology: Topology) -> None:
+def test_bindings_on_woo_events_are_each_rows_bindings_and_nothing_else(
+    topology: Topology,
+) -> None:
     bound: dict[str, set[str]] = {}
     for binding in topology.bindings:
         if binding.exchange == names.EVENTS_EXCHANGE:
             bound.setdefault(names.consumer_of(binding.queue), set()).add(binding.routing_key)
-    assert bound == {name: row[0] for name, row in ARCHITECTURE_TABLE.items()}
+    assert bound == {c.name: set(c.bindings) for c in CONSUMERS}
+
+
+def test_a_consumer_accepts_every_registered_version_of_what_its_bindings_route() -> None:
+    # Given bindings with an exact key, a one-word and a many-word wildcard
+    accepted = accepted_contracts(("order.paid", "catalog.*", "product.#"))
+    # Then every registered contract they route is accepted, in every version, and no other
+    assert accepted == {
+        key
+        for key in REGISTRY
+        if key[0] == "order.paid" or key[0].startswith(("catalog.", "product."))
+    }
+    assert ("order.created", 1) not in accepted
+
+
+def test_every_rows_bindings_route_at_least_one_known_contract() -> None:
+    # A binding that matches no contract is a typo: its consumer would dead-letter everything.
+    for consumer in CONSUMERS:
+        for pattern in consumer.bindings:
+            assert accepted_contracts([pattern]), f"{consumer.name}: {pattern} routes no contract"
+
+
+def test_unknown_consumer_names_are_all_named_in_one_message_with_the_valid_ones() -> None:
+    with pytest.raises(UnknownConsumer) as raised:
+        DEFAULT_FLEET.check(["stock", "emails", "stok"])
+    assert str(raised.value) == (
+        f"unknown consumer 'emails', 'stok'; valid consumers: {', '.join(CONSUMER_NAMES)}"
+    )
+    assert isinstance(raised.value, ConfigError)
+    DEFAULT_FLEET.check(CONSUMER_NAMES)  # every known name passes
 
 
 # work queues -------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ import yaml
 
 from contracts.registry import REGISTRY
 from topology import names
-from topology.export import asyncapi, asyncapi_yaml, definitions, topic_matches
+from topology.export import asyncapi, asyncapi_yaml, definitions
 from topology.fleet import CONSUMERS, DEFAULT_FLEET, build_topology
+from topology.routing import topic_matches
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 
