@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     #: Loyalty points per whole unit of an order's total.
     loyalty_points_per_unit: Decimal = Decimal("1")
 
+    #: push-notify: the Firebase service-account JSON key (from a Secret); unset = dev sink.
+    fcm_credentials_file: Path | None = None
+    #: Device registration tokens of the shop's app (comma-separated): one push each.
+    fcm_tokens: str = ""
+    #: An FCM topic the shop's app subscribes to (one push to it), instead of or besides tokens.
+    fcm_topic: str = ""
+    #: The FCM HTTP v1 API; the project id comes from the key file.
+    fcm_url: str = "https://fcm.googleapis.com"
+
     #: The invoice seller block (TOML: name, address, tax_id, email, prefixes); default
     #: ``<var_dir>/seller.toml``. In Kubernetes, mount it from a ConfigMap.
     seller_file: Path | None = None

@@ -79,6 +79,16 @@ class BreakerPolicy:
 
 
 @dataclass(frozen=True)
+class SecretFile:
+    """A file a consumer needs from a Secret: the manifests mount ``secret`` and point
+    ``setting`` at its key ``key`` (the file name inside the mount)."""
+
+    setting: str
+    secret: str
+    key: str = "credentials.json"
+
+
+@dataclass(frozen=True)
 class ConsumerPolicy:
     """One consumer type's queue and delivery policy."""
 
@@ -93,6 +103,8 @@ class ConsumerPolicy:
     prefetch: int | None = None
     dlq_max_length: int = DEFAULT_DLQ_MAX_LENGTH
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    #: Files this consumer reads from a Kubernetes Secret (e.g. a key), by the setting naming them.
+    secret_files: tuple[SecretFile, ...] = ()
 
     @property
     def effective_prefetch(self) -> int:
@@ -147,6 +159,14 @@ CONSUMERS: tuple[ConsumerPolicy, ...] = (
     ConsumerPolicy("loyalty", ("order.completed", "order.refunded"), _P.LOW, 2, 30),
     ConsumerPolicy("review-request", ("order.completed",), _P.LOW, 2, 30, delay=SEVEN_DAYS),
     ConsumerPolicy("catalog", ("product.#", "catalog.#"), _P.BULK, 1, 300),
+    ConsumerPolicy(
+        "push-notify",
+        ("order.paid",),
+        _P.HIGH,
+        5,
+        30,
+        secret_files=(SecretFile("WOOFLEET_FCM_CREDENTIALS_FILE", "woofleet-fcm"),),
+    ),
 )
 
 CONSUMER_NAMES: tuple[str, ...] = tuple(c.name for c in CONSUMERS)

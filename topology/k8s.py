@@ -37,6 +37,8 @@ RABBITMQ_CLUSTER = "woofleet-rabbitmq"
 TRIGGER_AUTHENTICATION = "woofleet-rabbitmq-management"
 VHOST = "/"
 CONSUMER_PORT = 9100
+#: Where Secrets holding files are mounted, one directory per Secret.
+SECRETS_DIR = "/app/secrets"
 RUN_AS = 10001
 #: On top of the handler timeout: finish the in-flight delivery, confirm its retry, close.
 GRACE_MARGIN_SECONDS = 30
@@ -135,6 +137,25 @@ def consumer_deployment(consumer: ConsumerPolicy) -> Manifest:
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    volumes: list[Manifest] = [
+        {"name": "var", "emptyDir": {"sizeLimit": "1Gi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    # Files from Secrets (a service-account key, say) are mounted read-only, never put in env.
+    for secret_file in consumer.secret_files:
+        mount = f"{SECRETS_DIR}/{secret_file.secret}"
+        container["env"].append(
+            {"name": secret_file.setting, "value": f"{mount}/{secret_file.key}"}
+        )
+        container["volumeMounts"].append(
+            {"name": secret_file.secret, "mountPath": mount, "readOnly": True}
+        )
+        volumes.append(
+            {
+                "name": secret_file.secret,
+                "secret": {"secretName": secret_file.secret, "defaultMode": 0o440},
+            }
+        )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -158,10 +179,7 @@ def consumer_deployment(consumer: ConsumerPolicy) -> Manifest:
                     "terminationGracePeriodSeconds": grace_period(consumer),
                     "securityContext": pod_security_context(),
                     "containers": [container],
-                    "volumes": [
-                        {"name": "var", "emptyDir": {"sizeLimit": "1Gi"}},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-                    ],
+                    "volumes": volumes,
                 },
             },
         },

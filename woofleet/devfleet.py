@@ -193,6 +193,7 @@ def _output_of(consumer: str, settings: Settings) -> str:
         "order-email": var_dir / "mail",
         "review-request": var_dir / "mail",
         "invoice": Path(store.removeprefix("file://")) if store.startswith("file://") else None,
+        "push-notify": var_dir / "push" / "fcm.jsonl",
     }
     path = paths.get(consumer, var_dir / "targets" / f"{target_key(consumer)}.jsonl")
     if path is None:

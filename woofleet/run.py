@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from topology.fleet import CONSUMER_NAMES
+
 DEV_SECRET = "woofleet-dev-secret"
 
 
@@ -13,9 +15,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "run",
         help="the whole fleet in one process: topology, webhook ingress and every consumer",
         description="Apply the topology, serve the webhook (POST /webhooks/woocommerce) and run "
-        "all eleven consumers in this process, with state in ./var (SQLite, invoice files, dev "
-        "mail and HTTP target sinks). With --demo, send signed demo orders through the webhook, "
-        "print what every consumer did, and exit.",
+        f"all {len(CONSUMER_NAMES)} consumers in this process, with state in ./var (SQLite, "
+        "invoice files, dev mail, push and HTTP target sinks). With --demo, send signed demo "
+        "orders through the webhook, print what every consumer did, and exit.",
     )
     parser.add_argument("--demo", action="store_true", help="process demo orders, then exit")
     parser.add_argument("--orders", type=int, default=6, help="demo: simulated orders (6)")
