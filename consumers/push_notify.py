@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import OrderedDict
 from typing import Any, cast
 
 from consumers.adapters.push import PushResult, PushSender, push_from_settings, short
@@ -32,6 +33,8 @@ log = logging.getLogger("consumers.push_notify")
 
 #: What the dev sink addresses when no token or topic is configured.
 DEV_TOPIC = "orders"
+#: Messages whose delivered addresses are remembered for their retries, at most.
+RETRY_MEMORY = 10_000
 
 
 def business_key(event: AnyEnvelope) -> str:
@@ -81,14 +84,23 @@ class PushNotifyHandler:
         self.targets = list(targets)
         #: Device tokens FCM reported unregistered: never sent to again by this process.
         self.unregistered: set[str] = set()
-        #: Business key → targets that already got it, while the message is being retried.
-        self._sent: dict[str, set[str]] = {}
+        #: Business key → targets that already got it, while the message is being retried
+        #: (oldest forgotten first: a message retried elsewhere or dead-lettered never clears).
+        self._sent: OrderedDict[str, set[str]] = OrderedDict()
 
     async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
         order = cast(OrderData, event.data)
         key = delivery.business_key
         done = self._sent.setdefault(key, set())
+        while len(self._sent) > RETRY_MEMORY:
+            self._sent.popitem(last=False)
         owed = [t for t in self.targets if t not in self.unregistered and t not in done]
+        if not owed and not done:
+            delivery.log.warning(
+                "order %s: every device token is unregistered and no topic is set; nothing "
+                "sent: register the app's current tokens in WOOFLEET_FCM_TOKENS",
+                order.number,
+            )
         message = notification(order, collapse_key(delivery.idempotency_key))
         failures: list[tuple[str, HandlerError]] = []
         for target in owed:

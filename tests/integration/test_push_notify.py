@@ -279,3 +279,17 @@ async def test_the_runtime_pushes_a_paid_order_once_however_often_it_is_delivere
     assert dict(worker.stats) == {"handled": 1, "duplicate": 1}
     assert [m["token"] for m in fcm.sent] == [TOKENS[0]]
     assert fcm.sends()[0].path == f"/v1/projects/{PROJECT}/messages:send"
+
+
+async def test_with_every_token_unregistered_it_warns_that_nothing_was_sent(
+    fcm: FcmServer, handler: push_notify.PushNotifyHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    for token in TOKENS:
+        fcm.fail(token, "UNREGISTERED")
+    first = order_event("order.paid")
+    await handler(first, delivery_for("push-notify", first))
+    second = order_event("order.paid", id=12, number="12")
+    await handler(second, delivery_for("push-notify", second))
+    assert len(fcm.sends()) == 2  # the second order asked FCM nothing
+    assert "order 12: every device token is unregistered" in caplog.text
