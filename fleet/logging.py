@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 #: Patterns that must never reach a log line: URL passwords, emails, bearer tokens, HMAC secrets.
@@ -34,6 +35,12 @@ def redact(text: str) -> str:
     return text
 
 
+def rfc3339(timestamp: float) -> str:
+    """``2026-12-04T21:20:49.123Z``: UTC, milliseconds, what log pipelines parse without a hint."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class RedactingFormatter(logging.Formatter):
     """``2026-11-28 05:14:29 INFO  consumers.runtime  message  key=value ...`` — redacted."""
 
@@ -45,7 +52,7 @@ class RedactingFormatter(logging.Formatter):
         context: dict[str, Any] = getattr(record, "context", None) or {}
         if self.json_lines:
             payload = {
-                "time": self.formatTime(record, self.datefmt),
+                "time": rfc3339(record.created),
                 "level": record.levelname,
                 "logger": record.name,
                 "message": record.getMessage(),

@@ -52,11 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log at DEBUG (default: WOOFLEET_LOG_LEVEL)",
     )
+    parser.add_argument("--version", action="version", version=f"woofleet {_version()}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for verb in VERBS:
         module = importlib.import_module(f"woofleet.{verb}")
         module.register(subparsers)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("woofleet")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

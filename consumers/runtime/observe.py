@@ -115,18 +115,20 @@ REGISTRY.register(_RuntimeMetrics())
 
 class MetricsMiddleware(Middleware):
     def __init__(self) -> None:
-        self._started: dict[str, float] = {}
+        # Keyed by consumer too: every consumer in a process that binds the same event gets
+        # the same message id, and one middleware instance serves them all.
+        self._started: dict[tuple[str, str], float] = {}
 
     async def before_handle(self, event: AnyEnvelope, delivery: Delivery) -> None:
         _figures(delivery.consumer).handling += 1
-        self._started[delivery.message_id] = time.perf_counter()
+        self._started[(delivery.consumer, delivery.message_id)] = time.perf_counter()
 
     async def after_handle(
         self, event: AnyEnvelope, delivery: Delivery, exception: BaseException | None
     ) -> None:
         figures = _figures(delivery.consumer)
         figures.handling -= 1
-        started = self._started.pop(delivery.message_id, None)
+        started = self._started.pop((delivery.consumer, delivery.message_id), None)
         if started is not None:
             seconds = time.perf_counter() - started
             # The first bucket whose upper bound is >= seconds, as Prometheus histograms count.
