@@ -35,6 +35,17 @@ class IngressMetrics:
         self.outbox_depth = Gauge(
             "woofleet_outbox_depth", "Events waiting in the outbox", registry=self.registry
         )
+        self.outbox_oldest = Gauge(
+            "woofleet_outbox_oldest_seconds",
+            "Age of the oldest event waiting in the outbox (0 when empty): the relay's lag",
+            registry=self.registry,
+        )
+        #: Set by whoever keeps signed deliveries that could not become events.
+        self.kept_deliveries = Gauge(
+            "woofleet_ingress_kept_deliveries",
+            "Signed deliveries kept unprocessed in the state store, waiting for a replay",
+            registry=self.registry,
+        )
         self.broker_up = Gauge(
             "woofleet_broker_up",
             "1 while the publisher holds an open confirming channel",

@@ -42,6 +42,10 @@ class PublisherStore(Protocol):
 
     async def depth(self) -> int: ...
 
+    async def oldest_age(self) -> float | None:
+        """Seconds the oldest event has waited in the outbox; None when it is empty."""
+        ...
+
     async def take_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
         """Hold (or renew) the named lease; False while another holder's lease runs."""
 

@@ -205,6 +205,15 @@ class PostgresStore:
             row = await cursor.fetchone()
         return int(str(row[0])) if row else 0
 
+    async def oldest_age(self) -> float | None:
+        async with self._lock:
+            cursor = await self._db.execute(
+                "SELECT extract(epoch FROM clock_timestamp() - min(queued_at)) "
+                "FROM publisher_outbox"
+            )
+            row = await cursor.fetchone()
+        return None if row is None or row[0] is None else max(float(str(row[0])), 0.0)
+
     async def take_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
         now = time.time()
         async with self._lock:

@@ -254,6 +254,12 @@ class SqliteStore:
     async def depth(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM publisher_outbox").fetchone()[0])
 
+    async def oldest_age(self) -> float | None:
+        row = self._db.execute("SELECT min(queued_at) FROM publisher_outbox").fetchone()
+        if row is None or row[0] is None:
+            return None
+        return max((datetime.now(UTC) - datetime.fromisoformat(row[0])).total_seconds(), 0.0)
+
     async def take_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
         now = time.time()
         cursor = self._db.execute(

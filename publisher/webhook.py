@@ -359,6 +359,7 @@ class WebhookApp:
     async def metrics_endpoint(self, request: Request) -> Response:
         if self._store is not None:
             self.metrics.outbox_depth.set(await self._store.depth())
+            self.metrics.outbox_oldest.set(await self._store.oldest_age() or 0.0)
         self.metrics.broker_up.set(1 if self.relay is not None and self.relay.broker_up else 0)
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

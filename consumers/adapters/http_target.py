@@ -40,6 +40,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 import certifi
 import httpx
 
+from consumers.adapters.target_metrics import observe_request
 from fleet.errors import PermanentError, TransientError
 from fleet.settings import Settings, target_key
 
@@ -135,6 +136,13 @@ def _parse_body(response: httpx.Response) -> Any:
         return None
 
 
+def _transient_outcome(exc: TransientError) -> str:
+    """``timeout``, ``unreachable`` (no answer) or ``transient`` (a 5xx, 408, 425 or 429)."""
+    if isinstance(exc.__cause__, httpx.TimeoutException):
+        return "timeout"
+    return "unreachable" if exc.__cause__ is not None else "transient"
+
+
 class HttpTargetClient:
     """An :class:`HttpTarget` over HTTP(S) with the error classification above."""
 
@@ -177,6 +185,31 @@ class HttpTargetClient:
         accept: Collection[int] = (),
     ) -> TargetResponse:
         where = f"{self.name} {method} {path}"
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            answer = await self._request(method, path, where, idempotency_key, json, form, accept)
+            outcome = "ok"
+            return answer
+        except TransientError as exc:
+            outcome = _transient_outcome(exc)
+            raise
+        except PermanentError:
+            outcome = "rejected"
+            raise
+        finally:
+            observe_request(self.name, outcome, time.monotonic() - started)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        where: str,
+        idempotency_key: str,
+        json: Any,
+        form: Mapping[str, str] | None,
+        accept: Collection[int],
+    ) -> TargetResponse:
         started = time.monotonic()
         try:
             response = await self._client.request(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -55,7 +55,15 @@ class _Figures:
     the only writer, and /metrics is served on the same loop, so plain numbers are enough.
     """
 
-    __slots__ = ("dead", "handling", "outcomes", "seconds_buckets", "seconds_sum")
+    __slots__ = (
+        "dead",
+        "handling",
+        "outcomes",
+        "requeues",
+        "runtime_failures",
+        "seconds_buckets",
+        "seconds_sum",
+    )
 
     def __init__(self) -> None:
         self.handling = 0
@@ -65,6 +73,10 @@ class _Figures:
         self.seconds_buckets = [0] * len(_BOUNDS)
         self.seconds_sum = 0.0
         self.dead = 0
+        #: Deliveries given back to the broker (nack with requeue), whatever the cause.
+        self.requeues = 0
+        #: Failures of the runtime itself (not of a handler): the message was requeued.
+        self.runtime_failures = 0
 
 
 #: consumer → its figures, shared by every MetricsMiddleware in the process (as the metrics are).
@@ -78,9 +90,30 @@ def _figures(consumer: str) -> _Figures:
     return figures
 
 
+#: consumer → a function reading its circuit breaker's state ("closed", "half-open", "open").
+_BREAKERS: dict[str, Callable[[], str]] = {}
+#: woofleet_breaker_state values: anything above 0 means the consumer is not taking work freely.
+BREAKER_STATE_VALUES = {"closed": 0, "half-open": 1, "open": 2}
+
+
+def watch_breaker(consumer: str, state: Callable[[], str]) -> None:
+    """Report ``state()`` as ``woofleet_breaker_state{consumer}`` at every scrape."""
+    _BREAKERS[consumer] = state
+
+
+def count_requeue(consumer: str) -> None:
+    _figures(consumer).requeues += 1
+
+
+def count_runtime_failure(consumer: str) -> None:
+    _figures(consumer).runtime_failures += 1
+
+
 class _RuntimeMetrics(Collector):
     """``woofleet_consumer_messages_total``, ``woofleet_handler_seconds``,
-    ``woofleet_consumer_in_flight`` and ``woofleet_dead_letters_total``, labelled by consumer."""
+    ``woofleet_consumer_in_flight``, ``woofleet_dead_letters_total``,
+    ``woofleet_consumer_requeues_total``, ``woofleet_consumer_runtime_failures_total`` and
+    ``woofleet_breaker_state`` (0 closed, 1 half-open, 2 open), labelled by consumer."""
 
     def collect(self) -> Iterator[Metric]:
         messages = CounterMetricFamily(
@@ -97,6 +130,23 @@ class _RuntimeMetrics(Collector):
         dead = CounterMetricFamily(
             "woofleet_dead_letters", "Messages sent to a dead-letter queue", labels=["consumer"]
         )
+        requeues = CounterMetricFamily(
+            "woofleet_consumer_requeues",
+            "Deliveries given back to the broker (nack with requeue)",
+            labels=["consumer"],
+        )
+        failures = CounterMetricFamily(
+            "woofleet_consumer_runtime_failures",
+            "Failures of the consumer runtime itself (the message was requeued)",
+            labels=["consumer"],
+        )
+        breakers = GaugeMetricFamily(
+            "woofleet_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open (probing), 2 open (not consuming)",
+            labels=["consumer"],
+        )
+        for consumer, state in list(_BREAKERS.items()):
+            breakers.add_metric([consumer], BREAKER_STATE_VALUES.get(str(state()), 2))
         for consumer, figures in list(_FIGURES.items()):
             for outcome, count in list(figures.outcomes.items()):
                 messages.add_metric([consumer, outcome], count)
@@ -107,7 +157,9 @@ class _RuntimeMetrics(Collector):
             seconds.add_metric([consumer], buckets, figures.seconds_sum)
             in_flight.add_metric([consumer], figures.handling)
             dead.add_metric([consumer], figures.dead)
-        yield from (messages, seconds, in_flight, dead)
+            requeues.add_metric([consumer], figures.requeues)
+            failures.add_metric([consumer], figures.runtime_failures)
+        yield from (messages, seconds, in_flight, dead, requeues, failures, breakers)
 
 
 REGISTRY.register(_RuntimeMetrics())

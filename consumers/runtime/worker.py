@@ -32,6 +32,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from consumers.runtime import observe
 from consumers.runtime.acks import AckWindow
 from consumers.runtime.breaker import BreakerState, CircuitBreaker
 from consumers.runtime.deadlines import Deadlines
@@ -118,6 +119,7 @@ class ConsumerWorker:
         self.breaker = CircuitBreaker(
             bp.window, bp.failure_ratio, bp.min_calls, bp.cool_down, on_change=self._breaker_moved
         )
+        observe.watch_breaker(policy.name, lambda: self.breaker.state)
 
     @property
     def consuming(self) -> bool:
@@ -220,6 +222,7 @@ class ConsumerWorker:
                 self._refused.add(message.message_id)
             await self._nack(message)
         except Exception:
+            observe.count_runtime_failure(self.policy.name)
             self._log.exception("runtime failure on message %s; it is requeued", message.message_id)
             await self._nack(message)
         finally:
@@ -471,6 +474,7 @@ class ConsumerWorker:
 
     async def _nack(self, message: AbstractIncomingMessage) -> None:
         """Give ``message`` back to the broker now; its tag no longer holds up batched acks."""
+        observe.count_requeue(self.policy.name)
         await self._settle(message.nack(requeue=True))
         self._window_for(message).settle(message.delivery_tag or 0, owes_ack=False)
 

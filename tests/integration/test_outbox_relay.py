@@ -124,6 +124,8 @@ async def test_broker_away_then_back_every_event_once_in_order(
     await harness.nothing_more(0.5)
     metrics = (await harness.client.get("/metrics")).text
     assert f"woofleet_outbox_depth {float(total)}" in metrics
+    [lag] = [line for line in metrics.splitlines() if line.startswith("woofleet_outbox_oldest")]
+    assert float(lag.split()[1]) > 0, "the relay's lag shows while the broker is away"
 
     # When the broker comes back, the relay drains the outbox: each event once, in order
     await forwarder.start()

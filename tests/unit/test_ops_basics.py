@@ -45,3 +45,31 @@ async def test_handler_timing_counts_each_consumer_when_they_share_a_message() -
     # Then each consumer's handler timing counts its own delivery
     assert sample("woofleet_handler_seconds_count", consumer="timing-a") == 1
     assert sample("woofleet_handler_seconds_count", consumer="timing-b") == 1
+
+
+def test_breaker_state_is_a_gauge_read_when_scraped() -> None:
+    from consumers.runtime.breaker import CircuitBreaker
+    from consumers.runtime.observe import watch_breaker
+
+    # Given a consumer's breaker that opens after two failures, and a clock we move
+    now = [0.0]
+    breaker = CircuitBreaker(60, 0.5, 2, 30, clock=lambda: now[0])
+    watch_breaker("breaker-gauge", lambda: breaker.state)
+    assert sample("woofleet_breaker_state", consumer="breaker-gauge") == 0
+    # When its target fails, then the cool-down passes
+    breaker.record(False)
+    breaker.record(False)
+    assert sample("woofleet_breaker_state", consumer="breaker-gauge") == 2
+    now[0] = 31.0
+    # Then the scrape reads the state at that moment: half-open
+    assert sample("woofleet_breaker_state", consumer="breaker-gauge") == 1
+
+
+def test_requeues_and_runtime_failures_are_counted_per_consumer() -> None:
+    from consumers.runtime.observe import count_requeue, count_runtime_failure
+
+    count_requeue("counted")
+    count_requeue("counted")
+    count_runtime_failure("counted")
+    assert sample("woofleet_consumer_requeues_total", consumer="counted") == 2
+    assert sample("woofleet_consumer_runtime_failures_total", consumer="counted") == 1
