@@ -268,8 +268,12 @@ def _consumer_topology(consumer: ConsumerPolicy, quorum: bool) -> tuple[list[Que
             )
         )
         bindings.append(Binding(names.RETRY_EXCHANGE, tier, tier))
-    dlq_args: QueueArguments = {"x-queue-type": "quorum"} if quorum else {}
-    dlq = _queue(consumer.dead_letter_queue, QueueRole.DEAD_LETTER, consumer.name, dlq_args, quorum)
+    # Dead-letter queues stay classic whatever the tiers are: the runtime publishes into them
+    # (confirmed), so broker dead lettering plays no part, and only a classic queue can be
+    # browsed without changing it. A quorum queue puts a message read and given back behind
+    # the others it returned and raises its x-delivery-count (measured on 3.10); a classic
+    # queue puts it back where it was, counting nothing.
+    dlq = _queue(consumer.dead_letter_queue, QueueRole.DEAD_LETTER, consumer.name, {})
     queues.append(dlq)
     bindings.append(Binding(names.DEAD_LETTER_EXCHANGE, dlq.name, dlq.name))
     return queues, bindings
@@ -300,7 +304,7 @@ def storage_policy(quorum: bool, storage_v2: bool = True) -> Policy:
     )
 
 
-def dlq_policy(consumer: ConsumerPolicy, quorum: bool = True, storage_v2: bool = True) -> Policy:
+def dlq_policy(consumer: ConsumerPolicy, storage_v2: bool = True) -> Policy:
     """The DLQ length limit as a policy: an operator can change it live; queue args are fixed."""
     return Policy(
         name=f"{consumer.dead_letter_queue}-limit",
@@ -309,7 +313,8 @@ def dlq_policy(consumer: ConsumerPolicy, quorum: bool = True, storage_v2: bool =
         definition=(
             ("max-length", consumer.dlq_max_length),
             ("overflow", "reject-publish"),
-            *(() if quorum else classic_storage(storage_v2)),
+            # The DLQ is classic (see _consumer_topology) and this policy outranks the storage one.
+            *classic_storage(storage_v2),
         ),
         priority=1,
     )
@@ -336,6 +341,6 @@ def build_topology(
         q, b = _consumer_topology(consumer, use_quorum)
         queues += q
         bindings += b
-    limits = tuple(dlq_policy(c, use_quorum, storage_v2) for c in fleet.consumers)
+    limits = tuple(dlq_policy(c, storage_v2) for c in fleet.consumers)
     policies = (storage_policy(use_quorum, storage_v2), *limits, *fleet.extra_policies)
     return Topology(exchanges, tuple(queues), tuple(bindings), policies)

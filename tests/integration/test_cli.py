@@ -149,10 +149,10 @@ async def test_dlq_list_show_replay_and_purge(
     # listing and showing took nothing away
     assert await depth(connection, names.dead_letter_queue("analytics")) == 2
     replayed = woofleet("dlq", "replay", "analytics", "--limit", "1", env=cli_env)
-    assert "replayed 1 message(s) to woo.analytics" in replayed.stdout
+    assert "replayed 1 dead letter to woo.analytics" in replayed.stdout
     assert await depth(connection, names.work_queue("analytics")) == 1
     refused = woofleet("dlq", "purge", "analytics", env=cli_env)
-    assert refused.returncode == 2 and "--yes" in refused.stdout
+    assert refused.returncode == 2 and "--yes" in refused.stderr
     purged = woofleet("dlq", "purge", "analytics", "--yes", env=cli_env)
-    assert "purged 1 message(s)" in purged.stdout
+    assert "purged 1 dead letter(s)" in purged.stdout
     assert await depth(connection, names.dead_letter_queue("analytics")) == 0

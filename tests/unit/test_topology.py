@@ -217,7 +217,9 @@ def test_every_consumer_has_a_dlq_bound_on_woo_dlx_by_its_own_name(
 ) -> None:
     dlq = names.dead_letter_queue(consumer)
     assert topology.queue(dlq).role is QueueRole.DEAD_LETTER
-    assert topology.queue(dlq).args() == {"x-queue-type": "quorum"}
+    # classic, so that browsing it changes nothing (see topology/fleet.py)
+    assert topology.queue(dlq).args() == {}
+    assert topology.queue(dlq).type == "classic"
     bindings = [(b.exchange, b.routing_key) for b in topology.bindings if b.queue == dlq]
     assert bindings == [(names.DEAD_LETTER_EXCHANGE, dlq)]
 
@@ -231,8 +233,13 @@ def test_every_dlq_has_a_length_limit_policy_matching_only_itself(topology: Topo
         assert len(matched) == 1
         assert matched[0].endswith(".dlq")
         assert policy.apply_to == "queues"
-        # quorum DLQs: no storage keys (with queue-mode, RabbitMQ 3.10 applies no policy at all)
-        assert policy.definition_dict() == {"max-length": 100_000, "overflow": "reject-publish"}
+        # classic DLQs: this policy outranks the storage one, so it repeats its keys
+        assert policy.definition_dict() == {
+            "max-length": 100_000,
+            "overflow": "reject-publish",
+            "queue-version": 2,
+            "queue-mode": "lazy",
+        }
 
 
 @pytest.mark.parametrize("quorum", [True, False])
