@@ -55,13 +55,15 @@ class ClassPolicy:
     memory_request: str
     cpu_limit: str
     memory_limit: str
+    #: Seconds an event may wait in the work queue before someone should look (status, alerts).
+    delay_target: float
 
 
 CLASSES: dict[PriorityClass, ClassPolicy] = {
-    PriorityClass.HIGH: ClassPolicy(4, 1, 20, 20, "100m", "128Mi", "1", "512Mi"),
-    PriorityClass.MEDIUM: ClassPolicy(4, 1, 10, 50, "100m", "128Mi", "1", "512Mi"),
-    PriorityClass.LOW: ClassPolicy(20, 0, 5, 200, "50m", "96Mi", "500m", "256Mi"),
-    PriorityClass.BULK: ClassPolicy(1, 0, 3, 10, "200m", "256Mi", "2", "1Gi"),
+    PriorityClass.HIGH: ClassPolicy(4, 1, 20, 20, "100m", "128Mi", "1", "512Mi", 30),
+    PriorityClass.MEDIUM: ClassPolicy(4, 1, 10, 50, "100m", "128Mi", "1", "512Mi", 5 * 60),
+    PriorityClass.LOW: ClassPolicy(20, 0, 5, 200, "50m", "96Mi", "500m", "256Mi", 30 * 60),
+    PriorityClass.BULK: ClassPolicy(1, 0, 3, 10, "200m", "256Mi", "2", "1Gi", 60 * 60),
 }
 
 
@@ -123,6 +125,11 @@ class ConsumerPolicy:
         if retry_after is not None and retry_after > delay:
             delay = next((t for t in tiers if t >= retry_after), tiers[-1])
         return delay
+
+    @property
+    def delay_target(self) -> float:
+        """Seconds its oldest waiting event may be old before someone should look."""
+        return CLASSES[self.priority_class].delay_target
 
     @property
     def work_queue(self) -> str:
