@@ -30,6 +30,12 @@ RATE_WINDOW = 60
 _STATES = {0: "closed", 1: "half-open", 2: "open"}
 
 
+def _waited(now: float, published: float, delay: float | None) -> float:
+    """How long the head event has waited for its consumer: a delayed consumer's (such as
+    review-request's 7 days) starts when its delay queue hands the event over."""
+    return max(now - float(published) - (delay or 0.0), 0.0)
+
+
 def _avg_rate(queue: dict[str, Any], stat: str) -> float:
     details = (queue.get("message_stats") or {}).get(f"{stat}_details") or {}
     return float(details.get("avg_rate", details.get("rate", 0.0)) or 0.0)
@@ -148,7 +154,7 @@ async def collect(
                 ),
                 delayed=by_name.get(names.delay_queue(consumer.name), {}).get("messages", 0) or 0,
                 dead=exact.get(consumer.dead_letter_queue, (0, 0))[0],
-                oldest_age=max(now - float(head), 0.0) if head and ready else None,
+                oldest_age=_waited(now, head, consumer.delay) if head and ready else None,
                 delay_target=consumer.delay_target,
                 incoming_rate=_avg_rate(work, "publish"),
                 ack_rate=_avg_rate(work, "ack"),

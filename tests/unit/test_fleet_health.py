@@ -139,3 +139,12 @@ def test_delay_targets_are_topology_data_per_class() -> None:
     assert targets == {"high": 30, "medium": 300, "low": 1800, "bulk": 3600}
     assert DEFAULT_FLEET.consumer("payment-capture").delay_target == 30
     assert DEFAULT_FLEET.consumer("catalog").delay_target == 3600
+
+
+def test_a_delayed_consumer_waits_from_the_end_of_its_delay() -> None:
+    from fleet.status_sources import _waited
+
+    week = 7 * 86400.0
+    assert _waited(now=week + 100, published=0, delay=week) == 100
+    assert _waited(now=100, published=0, delay=None) == 100
+    assert _waited(now=100, published=150, delay=None) == 0
