@@ -253,8 +253,10 @@ async def replay(
     replayed: list[DeadLetter] = []
     async with connection.channel(publisher_confirms=True, on_return_raises=True) as pub:
         work = await pub.get_exchange(names.WORK_EXCHANGE, ensure=False)
-        async with snapshot(connection, consumer) as snap:
-            chosen = snap.select(letter_filter or LetterFilter(), limit)
+        chosen_filter = letter_filter or LetterFilter()
+        stop_after = limit if chosen_filter.selects_all else None
+        async with snapshot(connection, consumer, stop_after=stop_after) as snap:
+            chosen = snap.select(chosen_filter, limit)
             interval = 1.0 / rate if rate else 0.0
             next_at = time.monotonic()
             for letter, message in chosen:

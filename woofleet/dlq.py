@@ -186,6 +186,8 @@ async def _browse(connection: AbstractRobustConnection, args: argparse.Namespace
         where = names.dead_letter_queue(args.consumer) if args.consumer else "any dead-letter queue"
         raise UnknownDeadLetter(f"no dead letter {', '.join(missing)} in {where}")
     if args.verb == "show":
+        if not found:
+            print("no dead letters match", file=sys.stderr)
         for d in found:
             print(json.dumps(d.as_dict(), indent=2, ensure_ascii=False, default=str))
     elif by_reason:

@@ -79,42 +79,51 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _once(args: argparse.Namespace, console: Console) -> int:
-    from fleet.amqp import connect
     from fleet.status import as_json, evaluate
-    from fleet.status_sources import collect, ingress_status
-    from topology.apply import vhost_of
-    from topology.fleet import DEFAULT_FLEET
-    from topology.management import Management
+    from fleet.status_sources import ingress_status
 
     settings: Settings = args.settings
-    vhost = vhost_of(settings.amqp_url.get_secret_value())
     ingress_url = None if args.ingress == "none" else args.ingress
     if args.ingress is None and ingress_status(DEV_INGRESS).reachable:
         ingress_url = DEV_INGRESS
     metrics = [url for url in args.metrics or [] if url != "none"]
     if args.metrics is None and _answers(DEV_METRICS):
         metrics = [DEV_METRICS]
-    webhooks = _store_webhooks(settings)
-    connection = await connect(settings, name="woofleet status")
-    try:
-        with Management(settings.management_url.get_secret_value()) as management:
-            status = await collect(
-                connection,
-                management,
-                vhost,
-                DEFAULT_FLEET,
-                metrics_urls=metrics,
-                ingress_url=ingress_url,
-                webhooks=webhooks,
-            )
-    finally:
-        await connection.close()
+    status = await gather(settings, metrics_urls=metrics, ingress_url=ingress_url)
     findings = evaluate(status)
     if args.json:
         print(json.dumps(as_json(status, findings), ensure_ascii=False), flush=True)
     else:
         _print(console, status, findings)
     return 1 if findings else 0
+
+
+async def gather(
+    settings: Settings, *, metrics_urls: list[str], ingress_url: str | None
+) -> FleetStatus:
+    """The fleet's state now (queues, breakers, ingress, the store's webhooks when configured):
+    what ``status`` shows and what alerting evaluates with ``fleet.status.evaluate``."""
+    from fleet.amqp import connect
+    from fleet.status_sources import collect
+    from topology.apply import vhost_of
+    from topology.fleet import DEFAULT_FLEET
+    from topology.management import Management
+
+    webhooks = store_webhooks(settings)
+    connection = await connect(settings, name="woofleet status")
+    try:
+        with Management(settings.management_url.get_secret_value()) as management:
+            return await collect(
+                connection,
+                management,
+                vhost_of(settings.amqp_url.get_secret_value()),
+                DEFAULT_FLEET,
+                metrics_urls=metrics_urls,
+                ingress_url=ingress_url,
+                webhooks=webhooks,
+            )
+    finally:
+        await connection.close()
 
 
 def _answers(url: str) -> bool:
@@ -126,7 +135,8 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _store_webhooks(settings: Settings) -> StoreWebhooks | None:
+def store_webhooks(settings: Settings) -> StoreWebhooks | None:
+    """The store's webhooks, judged (None without WOOFLEET_WOO_URL)."""
     if not settings.woo_url:
         return None
     from fleet.status import StoreWebhookProblem, StoreWebhooks
