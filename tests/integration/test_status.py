@@ -16,11 +16,10 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from starlette.applications import Starlette
 
-from consumers.runtime import Delivery, HandlerSpec, Supervisor, versions
+from consumers.runtime import Delivery, HandlerSpec, Supervisor
 from consumers.runtime.breaker import BreakerState
 from consumers.runtime.handler import AnyEnvelope
 from contracts.messages import message_body, message_properties
-from contracts.orders import ORDER_EVENT_TYPES
 from fleet.errors import TransientError
 from fleet.health import health_routes, serve_in_background
 from fleet.settings import Settings
@@ -139,7 +138,7 @@ async def test_rates_are_a_minute_average_not_zero_after_a_burst(
     assert analytics["rate_window_seconds"] == 60
 
 
-SPEC = HandlerSpec("crm", versions(ORDER_EVENT_TYPES, 1))
+SPEC = HandlerSpec()
 
 
 async def failing(event: AnyEnvelope, delivery: Delivery) -> None:
