@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -20,6 +21,7 @@ from prometheus_client.utils import floatToGoString
 from consumers.runtime.handler import AnyEnvelope, Delivery
 from consumers.runtime.middleware import Middleware
 from fleet.errors import HandlerError
+from topology.fleet import DEFAULT_FLEET
 
 #: Upper bounds of woofleet_handler_seconds, in seconds.
 HANDLER_SECONDS_BUCKETS = (
@@ -46,6 +48,17 @@ _BUCKET_LABELS: tuple[str, ...] = tuple(
     for b in _BOUNDS
 )
 
+#: Upper bounds of woofleet_consumer_wait_seconds: the class delay targets (30 s, 5 min, 30 min,
+#: 1 h) are bounds, so "over target" is one bucket lookup.
+WAIT_SECONDS_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+_WAIT_BOUNDS = (*(float(b) for b in WAIT_SECONDS_BUCKETS), float("inf"))
+_WAIT_LABELS: tuple[str, ...] = tuple(
+    floatToGoString(b)  # type: ignore[no-untyped-call]
+    for b in _WAIT_BOUNDS
+)
+#: A delayed consumer (review-request) starts waiting when its delay queue hands the event over.
+_DELAYS = {c.name: c.delay or 0.0 for c in DEFAULT_FLEET.consumers}
+
 
 class _Figures:
     """One consumer's metrics as plain numbers, turned into Prometheus metrics when scraped.
@@ -63,6 +76,8 @@ class _Figures:
         "runtime_failures",
         "seconds_buckets",
         "seconds_sum",
+        "wait_buckets",
+        "wait_sum",
     )
 
     def __init__(self) -> None:
@@ -77,6 +92,8 @@ class _Figures:
         self.requeues = 0
         #: Failures of the runtime itself (not of a handler): the message was requeued.
         self.runtime_failures = 0
+        self.wait_buckets = [0] * len(_WAIT_BOUNDS)
+        self.wait_sum = 0.0
 
 
 #: consumer → its figures, shared by every MetricsMiddleware in the process (as the metrics are).
@@ -145,6 +162,11 @@ class _RuntimeMetrics(Collector):
             "Circuit breaker state: 0 closed, 1 half-open (probing), 2 open (not consuming)",
             labels=["consumer"],
         )
+        wait = HistogramMetricFamily(
+            "woofleet_consumer_wait_seconds",
+            "Time from the event to the start of its handling, less a delayed consumer's delay",
+            labels=["consumer"],
+        )
         for consumer, state in list(_BREAKERS.items()):
             breakers.add_metric([consumer], BREAKER_STATE_VALUES.get(str(state()), 2))
         for consumer, figures in list(_FIGURES.items()):
@@ -157,9 +179,14 @@ class _RuntimeMetrics(Collector):
             seconds.add_metric([consumer], buckets, figures.seconds_sum)
             in_flight.add_metric([consumer], figures.handling)
             dead.add_metric([consumer], figures.dead)
+            cumulative, waits = 0, []
+            for label, count in zip(_WAIT_LABELS, figures.wait_buckets, strict=True):
+                cumulative += count
+                waits.append((label, cumulative))
+            wait.add_metric([consumer], waits, figures.wait_sum)
             requeues.add_metric([consumer], figures.requeues)
             failures.add_metric([consumer], figures.runtime_failures)
-        yield from (messages, seconds, in_flight, dead, requeues, failures, breakers)
+        yield from (messages, seconds, in_flight, dead, requeues, failures, breakers, wait)
 
 
 REGISTRY.register(_RuntimeMetrics())
@@ -172,7 +199,12 @@ class MetricsMiddleware(Middleware):
         self._started: dict[tuple[str, str], float] = {}
 
     async def before_handle(self, event: AnyEnvelope, delivery: Delivery) -> None:
-        _figures(delivery.consumer).handling += 1
+        figures = _figures(delivery.consumer)
+        figures.handling += 1
+        waited = (datetime.now(UTC) - event.occurred_at).total_seconds()
+        waited = max(waited - _DELAYS.get(delivery.consumer, 0.0), 0.0)
+        figures.wait_buckets[bisect_left(_WAIT_BOUNDS, waited)] += 1
+        figures.wait_sum += waited
         self._started[(delivery.consumer, delivery.message_id)] = time.perf_counter()
 
     async def after_handle(

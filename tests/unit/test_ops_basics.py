@@ -11,7 +11,7 @@ import pytest
 
 from consumers.runtime.observe import MetricsMiddleware
 from fleet.logging import RedactingFormatter
-from tests.unit.test_runtime_metrics import delivery, sample
+from tests.unit.test_runtime_metrics import EVENT, delivery, sample
 from woofleet.main import main
 
 
@@ -38,10 +38,10 @@ async def test_handler_timing_counts_each_consumer_when_they_share_a_message() -
     metrics = MetricsMiddleware()
     first, second = delivery("timing-a", "same-id"), delivery("timing-b", "same-id")
     # When both handle it at the same time
-    await metrics.before_handle(None, first)  # type: ignore[arg-type]
-    await metrics.before_handle(None, second)  # type: ignore[arg-type]
-    await metrics.after_handle(None, first, None)  # type: ignore[arg-type]
-    await metrics.after_handle(None, second, None)  # type: ignore[arg-type]
+    await metrics.before_handle(EVENT, first)
+    await metrics.before_handle(EVENT, second)
+    await metrics.after_handle(EVENT, first, None)
+    await metrics.after_handle(EVENT, second, None)
     # Then each consumer's handler timing counts its own delivery
     assert sample("woofleet_handler_seconds_count", consumer="timing-a") == 1
     assert sample("woofleet_handler_seconds_count", consumer="timing-b") == 1
@@ -73,3 +73,32 @@ def test_requeues_and_runtime_failures_are_counted_per_consumer() -> None:
     count_runtime_failure("counted")
     assert sample("woofleet_consumer_requeues_total", consumer="counted") == 2
     assert sample("woofleet_consumer_runtime_failures_total", consumer="counted") == 1
+
+
+async def test_wait_is_counted_from_the_event_less_a_delayed_consumers_delay() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.builders import order_event
+
+    metrics = MetricsMiddleware()
+    # Given an event from 45 s ago, and one review-request gets 7 days and 45 s after its event
+    recent = order_event(unique=True).model_copy(
+        update={"occurred_at": datetime.now(UTC) - timedelta(seconds=45)}
+    )
+    delayed = recent.model_copy(
+        update={"occurred_at": datetime.now(UTC) - timedelta(days=7, seconds=45)}
+    )
+
+    def buckets(consumer: str) -> tuple[float, float]:
+        """(≤ 30 s, ≤ 60 s) so far: other tests in this process may have counted some."""
+        return tuple(  # type: ignore[return-value]
+            sample("woofleet_consumer_wait_seconds_bucket", consumer=consumer, le=le) or 0.0
+            for le in ("30.0", "60.0")
+        )
+
+    before = {c: buckets(c) for c in ("wait-test", "review-request")}
+    await metrics.before_handle(recent, delivery("wait-test", "w1"))
+    await metrics.before_handle(delayed, delivery("review-request", "w2"))
+    # Then each waited 45 s: over the high class's 30 s target, under a minute
+    for consumer, (at_30, at_60) in before.items():
+        assert buckets(consumer) == (at_30, at_60 + 1)

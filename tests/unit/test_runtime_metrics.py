@@ -9,6 +9,9 @@ from prometheus_client import REGISTRY
 
 from consumers.runtime.handler import Delivery
 from consumers.runtime.observe import MetricsMiddleware
+from tests.builders import order_event
+
+EVENT = order_event()
 
 
 def delivery(consumer: str, message_id: str) -> Delivery:
@@ -36,12 +39,12 @@ async def test_outcomes_handler_seconds_in_flight_and_dead_letters(
     consumer = "metrics-test"
     for i, (seconds, outcome) in enumerate([(0.005, "handled"), (0.3, "handled"), (500, "dead")]):
         d = delivery(consumer, f"m{i}")
-        await metrics.before_handle(None, d)  # type: ignore[arg-type]
+        await metrics.before_handle(EVENT, d)
         clock[0] += seconds
-        await metrics.after_handle(None, d, None)  # type: ignore[arg-type]
+        await metrics.after_handle(EVENT, d, None)
         await metrics.before_ack(d, outcome)
     await metrics.on_dead_letter(consumer, "m2", "ValueError: no", {})
-    await metrics.before_handle(None, delivery(consumer, "m3"))  # type: ignore[arg-type]
+    await metrics.before_handle(EVENT, delivery(consumer, "m3"))  # type: ignore[arg-type]
 
     assert sample("woofleet_consumer_messages_total", consumer=consumer, outcome="handled") == 2
     assert sample("woofleet_consumer_messages_total", consumer=consumer, outcome="dead") == 1
