@@ -11,7 +11,15 @@ emitted and emit, in order, every step the new state implies that was not emitte
 * ``order.cancelled`` / ``order.failed`` each time the order *enters* that status;
 * ``order.updated``   when none of the above fired but a relevant field changed (see
   :data:`RELEVANT_ORDER_FIELDS`); never for ``date_modified`` alone, nor for meta keys that
-  start with ``_`` (hidden bookkeeping: WooCommerce's own and woofleet's writes).
+  start with ``_`` (hidden bookkeeping: WooCommerce's own and woofleet's writes), nor for a
+  status change woofleet made itself (:func:`own_status_change`).
+
+Echoes of woofleet's own writes: a note never shows in the order body; meta under ``_woofleet_``
+keys is hidden; a status change carries the marker :data:`~fleet.woo_writeback.STATUS_META`
+(new status, the status it replaced, who wrote it). Such a change still yields the milestone it
+implies (on-hold → processing by payment-capture is the order's first ``order.paid``;
+processing → completed on delivery its ``order.completed``), each once as always, but never an
+``order.updated`` as if a person had changed the order.
 
 A delivery older than one already handled (``date_modified_gmt`` went backwards: WooCommerce
 does not deliver in order) may still add a milestone or a refund it shows, but never an update
@@ -28,6 +36,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+
+from fleet.woo_writeback import STATUS_META
 
 #: Statuses WooCommerce uses before an order really exists; nothing is emitted for them.
 DRAFT_STATUSES = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
@@ -244,6 +254,24 @@ def refund_ids(order: dict[str, Any]) -> list[int]:
     return sorted({int(r["id"]) for r in order.get("refunds") or () if isinstance(r, dict)})
 
 
+def own_status_change(order: dict[str, Any], previous: OrderState | None) -> str:
+    """Who in woofleet moved the order from the remembered status to this one ("" if nobody):
+    the status write carries its marker in the same request, so both arrive together."""
+    status = str(order.get("status") or "")
+    if previous is None or not previous.status or previous.status == status:
+        return ""
+    for meta in order.get("meta_data") or ():
+        if isinstance(meta, dict) and meta.get("key") == STATUS_META:
+            mark = meta.get("value")
+            if (
+                isinstance(mark, dict)
+                and mark.get("status") == status
+                and mark.get("from") == previous.status
+            ):
+                return str(mark.get("by") or "woofleet")
+    return ""
+
+
 def plan_order(order: dict[str, Any], previous: OrderState | None) -> Plan:
     """The events a delivery of ``order`` implies after ``previous`` (None: never seen)."""
     status = str(order.get("status") or "")
@@ -255,6 +283,7 @@ def plan_order(order: dict[str, Any], previous: OrderState | None) -> Plan:
     stale = previous is not None and modified < previous.modified
     steps, refunds = set(before.steps), set(before.refunds)
     events: list[PlannedEvent] = []
+    note = ""
 
     def step(name: str, implied: bool) -> None:
         if implied and name not in steps:
@@ -271,17 +300,23 @@ def plan_order(order: dict[str, Any], previous: OrderState | None) -> Plan:
     if not stale:
         if status in ENTERED_STATUSES and before.status != status:
             events.append(PlannedEvent(f"order.{status}"))
+        # A status woofleet wrote is compared as if unchanged: only a person's edits count.
+        by = own_status_change(order, previous)
+        seen = {**order, "status": before.status} if by else order
+        seen_print = fingerprint(relevant_values(seen)) if by else print_
         if (
             not events
             and previous is not None
-            and not same_fingerprint(previous.fingerprint, print_, lambda: relevant_view(order))
+            and not same_fingerprint(previous.fingerprint, seen_print, lambda: relevant_view(seen))
         ):
             events.append(PlannedEvent("order.updated"))
+        elif by and not events:
+            note = f"woofleet's own status change ({by})"
     if stale:
         note = "older than the last delivery handled"
         state = OrderState(frozenset(steps), frozenset(refunds), *_kept(before))
     else:
-        note = "" if events else "nothing relevant changed"
+        note = note or ("" if events else "nothing relevant changed")
         state = OrderState(frozenset(steps), frozenset(refunds), status, print_, modified)
     # Nothing to write when the state did not change.
     return Plan(tuple(events), None if state == previous else state, modified, print_, note=note)

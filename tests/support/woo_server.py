@@ -10,7 +10,11 @@ requests are checked the way a store would check them.
 * ``GET /orders``: ``modified_after`` strictly greater, at 1 s resolution, read in the site's
   time zone (UTC+7 here) unless ``dates_are_gmt=true``; ``orderby=modified|id|date``,
   ``order``, ``per_page`` 1-100, ``page``; ``X-WP-Total``, ``X-WP-TotalPages``, ``Link``.
-* ``GET/PUT /orders/{id}`` and ``/products/{id}`` (a PUT stamps ``date_modified``),
+* ``GET/PUT /orders/{id}`` and ``/products/{id}`` (a PUT stamps ``date_modified``; an order's
+  status change stamps ``date_paid`` on entering processing/completed and ``date_completed`` on
+  completed, and adds WooCommerce's system note "Order status changed from A to B."),
+* ``GET/POST /orders/{id}/notes`` (``type=any|customer|internal``; 201 with the new note; a
+  note neither appears in the order body nor changes ``date_modified``),
   ``POST /products/batch`` (at most 100 items, per-item errors, not atomic),
   ``GET /webhooks``, ``PUT /webhooks/{id}`` (re-enabling keeps ``failure_count``).
 * ``fail_next(status, times)`` makes the next requests answer 429/5xx, like a busy store.
@@ -63,6 +67,7 @@ class WooStore:
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     products: dict[int, dict[str, Any]] = field(default_factory=dict)
     webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    notes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     batch_limit: int = 100
     requests: list[dict[str, Any]] = field(default_factory=list)
     _failures: list[tuple[int, float | None]] = field(default_factory=list)
@@ -94,6 +99,7 @@ class WooApp:
             routes=[
                 Route(f"{p}/orders", self.list_orders, methods=["GET"]),
                 Route(f"{p}/orders/{{id:int}}", self.order, methods=["GET", "PUT"]),
+                Route(f"{p}/orders/{{id:int}}/notes", self.order_notes, methods=["GET", "POST"]),
                 Route(f"{p}/products/batch", self.batch_products, methods=["POST"]),
                 Route(f"{p}/products/{{id:int}}", self.product, methods=["GET", "PUT"]),
                 Route(f"{p}/webhooks", self.list_webhooks, methods=["GET"]),
@@ -233,6 +239,32 @@ class WooApp:
             request, self.store.orders, "woocommerce_rest_shop_order_invalid_id"
         )
 
+    async def order_notes(self, request: Request) -> Response:
+        if (refusal := self._authenticate(request)) is not None:
+            return refusal
+        ident = request.path_params["id"]
+        store = self.store
+        with store._lock:
+            if ident not in store.orders:
+                return _error(404, "woocommerce_rest_order_invalid_id", "Invalid order ID.")
+        if request.method == "GET":
+            kind = request.query_params.get("type", "any")
+            with store._lock:
+                notes = [
+                    copy.deepcopy(n)
+                    for n in store.notes.get(ident, [])
+                    if kind == "any" or n["customer_note"] == (kind == "customer")
+                ]
+            return JSONResponse(list(reversed(notes)))  # newest first, as WooCommerce lists
+        payload = await request.json()
+        if not payload.get("note"):
+            return _error(400, "rest_missing_callback_param", "Missing parameter(s): note")
+        with store._lock:
+            note = _add_note(
+                store, ident, str(payload["note"]), bool(payload.get("customer_note", False))
+            )
+        return JSONResponse(copy.deepcopy(note), 201)
+
     async def product(self, request: Request) -> Response:
         return await self._single(
             request, self.store.products, "woocommerce_rest_product_invalid_id"
@@ -249,7 +281,10 @@ class WooApp:
                 return _error(404, invalid, "Invalid ID.")
             if request.method == "PUT":
                 changes = await request.json()
+                before = table[ident].get("status")
                 _apply(table[ident], changes)
+                if table is self.store.orders and before != table[ident].get("status"):
+                    _status_changed(self.store, table[ident], str(before))
             return JSONResponse(copy.deepcopy(table[ident]))
 
     # -- products/batch -----------------------------------------------------------------------
@@ -339,6 +374,31 @@ def _apply(resource: dict[str, Any], changes: dict[str, Any]) -> None:
             resource[key] = value
     if "date_modified_gmt" in resource:
         resource["date_modified_gmt"] = resource["date_modified"] = gmt_now()
+
+
+def _add_note(store: WooStore, order_id: int, text: str, customer: bool) -> dict[str, Any]:
+    notes = store.notes.setdefault(order_id, [])
+    now = gmt_now()
+    note = {
+        "id": 9000 + sum(len(n) for n in store.notes.values()),
+        "author": "WooCommerce" if not customer else "system",
+        "date_created": now,
+        "date_created_gmt": now,
+        "note": text,
+        "customer_note": customer,
+    }
+    notes.append(note)
+    return note
+
+
+def _status_changed(store: WooStore, order: dict[str, Any], before: str) -> None:
+    """What WC_Order::status_transition does besides the status: dates and a system note."""
+    status, now = order["status"], gmt_now()
+    if status in ("processing", "completed") and not order.get("date_paid_gmt"):
+        order["date_paid"] = order["date_paid_gmt"] = now
+    if status == "completed":
+        order["date_completed"] = order["date_completed_gmt"] = now
+    _add_note(store, order["id"], f"Order status changed from {before} to {status}.", False)
 
 
 def _item_error(ident: Any, code: str, message: str) -> dict[str, Any]:
