@@ -11,6 +11,19 @@ is ``requires_capture`` (WooPayments) — or when its payment method is in ``cap
 Every other order was charged at checkout and is skipped with a log line. An authorise-only
 order without a transaction id cannot be captured: PermanentError.
 
+Which events: ``order.paid`` (the order entered processing: capture what was authorised) and
+``order.created`` of an order still on-hold or pending, which is how WooCommerce's gateways
+leave an authorised, uncaptured order ("process order to take payment").
+
+The outcome is written back to WooCommerce (:mod:`fleet.woo_writeback`): a capture moves an
+on-hold or pending order to ``processing`` (the seed's step; WooCommerce stamps the payment
+date, so the ingress emits the order's first ``order.paid``, which reaches this consumer again
+under the same business key and is skipped by the ledger) and adds a private note naming the
+capture. A refused capture — the gateway's 400, or the last attempt failing — puts a processing
+or pending order ``on-hold`` with a private note saying why, then dead-letters the message
+(``woo.payment-capture.dlq``: the alert). The ingress recognises both status changes as
+woofleet's own and announces no ``order.updated`` for them.
+
 ``WOOFLEET_PAYMENT_CAPTURE_URL=https://sk_live_…:@api.stripe.com`` (Stripe takes the secret key
 as the Basic-auth user name).
 """
@@ -25,8 +38,10 @@ from urllib.parse import quote
 from consumers.adapters.http_target import HttpTarget, target_from_settings
 from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from contracts.orders import OrderData
-from fleet.errors import PermanentError
+from fleet.errors import HandlerError, PermanentError, TransientError
 from fleet.settings import Settings
+from fleet.woo_writeback import WooWriteBack, writeback_from_settings
+from topology.fleet import DEFAULT_FLEET
 
 _YES = {"yes", "true", "1"}
 # Stripe's lists of currencies without minor units and with three decimals.
@@ -35,11 +50,27 @@ ZERO_DECIMAL = frozenset(
     | {"PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
 )
 THREE_DECIMAL = frozenset(("BHD", "JOD", "KWD", "OMR", "TND"))
+#: Statuses of an order whose payment is authorised but not taken yet.
+AWAITING_CAPTURE = frozenset({"on-hold", "pending"})
+#: Statuses a refused capture moves to on-hold (a person's cancelled or completed stays).
+REFUSABLE = frozenset({"processing", "pending"})
+
+
+def awaits_capture(event: AnyEnvelope) -> bool:
+    """``order.paid``, or ``order.created`` of an order left on-hold/pending by its gateway."""
+    order = cast(OrderData, event.data)
+    return event.event_type == "order.paid" or (
+        event.event_type == "order.created" and order.status in AWAITING_CAPTURE
+    )
 
 
 def business_key(event: AnyEnvelope) -> str:
-    """One capture per order, whatever event or replay asks for it."""
-    return f"order:{cast(OrderData, event.data).id}:capture"
+    """One capture per order, whatever event or replay asks for it; an ``order.created`` with
+    nothing to capture gets its own key, so it never stands in for the later ``order.paid``."""
+    order_id = cast(OrderData, event.data).id
+    if awaits_capture(event):
+        return f"order:{order_id}:capture"
+    return f"order:{order_id}:capture:{event.event_type}"
 
 
 SPEC = HandlerSpec(business_key=business_key)
@@ -78,13 +109,49 @@ def already_captured(body: Any) -> bool:
     return isinstance(intent, dict) and intent.get("status") == "succeeded"
 
 
+def capture_id(body: Any) -> str:
+    """The capture's id in Stripe's answer: the charge it created, else the intent's id."""
+    if not isinstance(body, dict):
+        return ""
+    return str(body.get("latest_charge") or body.get("id") or "")
+
+
 class PaymentCaptureHandler:
-    def __init__(self, target: HttpTarget, capture_methods: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        target: HttpTarget,
+        capture_methods: Iterable[str] = (),
+        *,
+        writeback: WooWriteBack | None = None,
+        max_attempts: int = 0,
+    ) -> None:
         self.target = target
         self.capture_methods = frozenset(capture_methods)
+        #: Where the outcome goes in WooCommerce; None writes nothing back (the capture alone).
+        self.writeback = writeback
+        #: The attempt after which the runtime dead-letters a transient failure (0: unknown).
+        self.max_attempts = max_attempts
 
     async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
         order = cast(OrderData, event.data)
+        if not awaits_capture(event):
+            delivery.log.info(
+                "order %s is %s: not waiting for a capture", order.number, order.status
+            )
+            return
+        try:
+            await self._capture(order, delivery)
+        except PermanentError as exc:
+            await self._refused(order, delivery, str(exc))
+            raise
+        except TransientError as exc:
+            if self.max_attempts and delivery.attempt >= self.max_attempts:
+                await self._refused(
+                    order, delivery, f"no answer after {delivery.attempt} attempts: {exc}"
+                )
+            raise
+
+    async def _capture(self, order: OrderData, delivery: Delivery) -> None:
         if not is_authorise_only(order, self.capture_methods):
             delivery.log.info(
                 "order %s was charged at checkout (%s); nothing to capture",
@@ -125,15 +192,62 @@ class PaymentCaptureHandler:
                     "check the payment in the gateway's dashboard"
                 )
             delivery.log.info("order %s was already captured; nothing to do", order.number)
+            await self._captured(order, delivery, "", due, before=True)
             return
         delivery.log.info("order %s: captured %s %s", order.number, due, order.currency)
+        await self._captured(order, delivery, capture_id(answer.body), due, before=False)
+
+    async def _captured(
+        self, order: OrderData, delivery: Delivery, captured: str, due: Decimal, *, before: bool
+    ) -> None:
+        if self.writeback is None:
+            return
+        what = f"{due} {order.currency}"
+        text = (
+            f"Payment of {what} was already captured in {self.target.name} (woofleet)."
+            if before
+            else f"Payment of {what} captured by woofleet: capture {captured or 'id not given'} "
+            f"of authorisation {order.transaction_id}."
+        )
+        marker = f"{delivery.idempotency_key}:captured"
+        await self.writeback.add_note(order.id, text, marker=marker)
+        change = await self.writeback.set_status(
+            order.id, "processing", by="payment-capture", only_from=AWAITING_CAPTURE
+        )
+        if change.changed:
+            delivery.log.info("order %s: %s -> processing", order.number, change.previous)
+
+    async def _refused(self, order: OrderData, delivery: Delivery, why: str) -> None:
+        """Put the order on-hold with a note saying why; the dead letter raises the alert."""
+        if self.writeback is None:
+            return
+        try:
+            await self.writeback.add_note(
+                order.id,
+                f"Payment capture refused (woofleet): {why}. The order is on hold until the "
+                "payment is settled in the gateway.",
+                marker=f"{delivery.idempotency_key}:refused",
+            )
+            await self.writeback.set_status(
+                order.id, "on-hold", by="payment-capture", only_from=REFUSABLE
+            )
+        except HandlerError as exc:
+            # The dead letter still carries the refusal; the note is the lesser loss.
+            delivery.log.error(
+                "order %s: capture refused but could not be written back: %s", order.number, exc
+            )
 
     async def aclose(self) -> None:
         await self.target.aclose()
+        if self.writeback is not None:
+            await self.writeback.aclose()
 
 
 def build(settings: Settings) -> Handler:
     methods = (m.strip() for m in settings.payment_capture_methods.split(",") if m.strip())
     return PaymentCaptureHandler(
-        target_from_settings(settings, "payment_capture", timeout=20), methods
+        target_from_settings(settings, "payment_capture", timeout=20),
+        methods,
+        writeback=writeback_from_settings(settings),
+        max_attempts=DEFAULT_FLEET.consumer("payment-capture").max_attempts,
     )

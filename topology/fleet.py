@@ -143,7 +143,8 @@ class ConsumerPolicy:
 _P = PriorityClass
 
 CONSUMERS: tuple[ConsumerPolicy, ...] = (
-    ConsumerPolicy("payment-capture", ("order.paid",), _P.HIGH, 5, 30),
+    # order.created too: gateways leave an authorised, uncaptured order on-hold (not paid).
+    ConsumerPolicy("payment-capture", ("order.created", "order.paid"), _P.HIGH, 5, 30),
     ConsumerPolicy("stock", ("order.paid", "order.cancelled", "order.refunded"), _P.HIGH, 5, 30),
     ConsumerPolicy(
         "order-email",

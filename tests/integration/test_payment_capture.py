@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -12,9 +13,13 @@ import pytest
 from consumers import payment_capture
 from consumers.adapters.http_target import HttpTargetClient
 from contracts.orders import OrderEvent, Refund
-from fleet.errors import PermanentError
-from tests.builders import order_event
+from fleet.errors import PermanentError, TransientError
+from fleet.woo_rest import WooRest
+from fleet.woo_writeback import RestWriteBack
+from publisher.lifecycle import plan_order
+from tests.builders import order_event, woo_order
 from tests.support.http_target_server import HttpTargetServer, delivery_for, with_data
+from tests.support.woo_server import WooServer, WooStore
 
 pytestmark = pytest.mark.integration
 
@@ -159,3 +164,113 @@ async def test_other_refusals_are_permanent_with_the_gateways_code_and_message_o
     message = str(caught.value)
     assert "400 payment_intent_unexpected_state: It has a status of canceled." in message
     assert "shopper@example.com" not in message
+
+
+# -- the outcome written back to WooCommerce (loopback store) -------------------------------
+
+
+@pytest.fixture
+async def woo() -> AsyncIterator[tuple[WooStore, RestWriteBack]]:
+    with WooServer(WooStore()) as woo_server:
+        rest = WooRest(woo_server.url, woo_server.store.key, woo_server.store.secret, backoff=0.01)
+        writeback = RestWriteBack(rest)
+        try:
+            yield woo_server.store, writeback
+        finally:
+            await writeback.aclose()
+
+
+def authorised(status: str, event_type: str = "order.created") -> tuple[dict[str, Any], OrderEvent]:
+    """An authorised, uncaptured order in WooCommerce and the event the ingress made of it."""
+    order = woo_order(
+        status=status,
+        transaction_id="pi_3Nabc",
+        meta_data=[{"id": 1, "key": "_stripe_charge_captured", "value": "no"}],
+    )
+    if status == "on-hold":
+        order.update(date_paid=None, date_paid_gmt=None)
+    event = order_event(
+        event_type, **{k: order[k] for k in ("status", "transaction_id", "meta_data")}
+    )
+    return order, event
+
+
+async def test_a_capture_moves_an_on_hold_order_to_processing_with_a_note(
+    server: HttpTargetServer, woo: tuple[WooStore, RestWriteBack]
+) -> None:
+    store, writeback = woo
+    order, event = authorised("on-hold")
+    store.put_order(order)
+    server.answer(200, {"id": "pi_3Nabc", "object": "payment_intent", "latest_charge": "ch_9Z"})
+    handler = payment_capture.PaymentCaptureHandler(
+        HttpTargetClient("payment_capture", server.url), writeback=writeback
+    )
+    before = copy.deepcopy(store.orders[order["id"]])
+    await handler(event, delivery_for("payment-capture", event))
+    # A retry (the ack was lost) writes nothing twice.
+    server.answer(200, {"id": "pi_3Nabc", "latest_charge": "ch_9Z"})
+    await handler(event, delivery_for("payment-capture", event, attempt=2))
+    after = store.orders[order["id"]]
+    assert after["status"] == "processing" and after["date_paid_gmt"]
+    mine = [n for n in store.notes[order["id"]] if "woofleet" in n["note"]]
+    assert len(mine) == 1 and "capture ch_9Z of authorisation pi_3Nabc" in mine[0]["note"]
+    assert mine[0]["customer_note"] is False
+    # The delivery this causes is the order's first order.paid, and nothing else.
+    plan = plan_order(after, plan_order(before, None).state)
+    assert [e.event_type for e in plan.events] == ["order.paid"]
+    # That order.paid comes back to payment-capture under the ledger key it just used.
+    paid_again = order_event("order.paid", status="processing", transaction_id="pi_3Nabc")
+    assert payment_capture.business_key(paid_again) == payment_capture.business_key(event)
+
+
+async def test_a_refused_capture_puts_the_order_on_hold_with_the_reason(
+    server: HttpTargetServer, woo: tuple[WooStore, RestWriteBack]
+) -> None:
+    store, writeback = woo
+    order, event = authorised("processing", "order.paid")
+    store.put_order(order)
+    before = copy.deepcopy(order)
+    server.answer(400, {"error": {"code": "charge_expired_for_capture", "message": "Expired."}})
+    handler = payment_capture.PaymentCaptureHandler(
+        HttpTargetClient("payment_capture", server.url), writeback=writeback
+    )
+    with pytest.raises(PermanentError, match="charge_expired_for_capture"):
+        await handler(event, delivery_for("payment-capture", event))
+    after = store.orders[order["id"]]
+    assert after["status"] == "on-hold"
+    [note] = [n for n in store.notes[order["id"]] if "woofleet" in n["note"]]
+    assert (
+        "Payment capture refused" in note["note"] and "charge_expired_for_capture" in note["note"]
+    )
+    # The ingress recognises the change as woofleet's own: no order.updated.
+    assert plan_order(after, plan_order(before, None).state).events == ()
+
+
+async def test_the_last_failed_attempt_puts_the_order_on_hold(
+    server: HttpTargetServer, woo: tuple[WooStore, RestWriteBack]
+) -> None:
+    store, writeback = woo
+    order, event = authorised("processing", "order.paid")
+    store.put_order(order)
+    handler = payment_capture.PaymentCaptureHandler(
+        HttpTargetClient("payment_capture", server.url), writeback=writeback, max_attempts=5
+    )
+    server.answer(503, {"error": {"message": "down"}})
+    with pytest.raises(TransientError):
+        await handler(event, delivery_for("payment-capture", event, attempt=4))
+    assert store.orders[order["id"]]["status"] == "processing"  # retries remain
+    server.answer(503, {"error": {"message": "down"}})
+    with pytest.raises(TransientError):
+        await handler(event, delivery_for("payment-capture", event, attempt=5))
+    assert store.orders[order["id"]]["status"] == "on-hold"
+
+
+async def test_an_order_created_with_nothing_to_capture_does_not_take_the_capture_key(
+    server: HttpTargetServer,
+) -> None:
+    created = order_event("order.created", status="processing")
+    paid_event = order_event("order.paid", status="processing")
+    assert payment_capture.business_key(created) != payment_capture.business_key(paid_event)
+    handler = payment_capture.PaymentCaptureHandler(HttpTargetClient("payment_capture", server.url))
+    await handler(created, delivery_for("payment-capture", created))
+    assert server.requests == []
