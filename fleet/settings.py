@@ -53,6 +53,27 @@ class Settings(BaseSettings):
     #: The FCM HTTP v1 API; the project id comes from the key file.
     fcm_url: str = "https://fcm.googleapis.com"
 
+    #: shipping-label: the rate chosen among the carrier's offers (its service level token).
+    shipping_service_level: str = "standard"
+    #: The address parcels leave from, as the carrier API takes it (JSON object of strings).
+    shipping_from: dict[str, str] = Field(default_factory=dict)
+    #: The parcel every order ships in (JSON: length, width, height, distance_unit, weight,
+    #: mass_unit), until orders carry their own dimensions.
+    shipping_parcel: dict[str, str] = Field(
+        default_factory=lambda: {
+            "length": "30",
+            "width": "20",
+            "height": "10",
+            "distance_unit": "cm",
+            "weight": "1",
+            "mass_unit": "kg",
+        }
+    )
+    #: The secret the carrier signs tracking webhooks with (HMAC-SHA256 over the body).
+    carrier_webhook_secret: SecretStr = SecretStr("")
+    #: Mark the order completed in WooCommerce when the carrier reports it delivered.
+    shipping_complete_on_delivery: bool = True
+
     #: The invoice seller block (TOML: name, address, tax_id, email, prefixes); default
     #: ``<var_dir>/seller.toml``. In Kubernetes, mount it from a ConfigMap.
     seller_file: Path | None = None

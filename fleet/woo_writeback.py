@@ -83,7 +83,22 @@ class WooWriteBack(Protocol):
         """Write the meta keys whose value differs; True if anything was written."""
         ...
 
+    async def add_to_list(
+        self, order_id: int, key: str, item: Mapping[str, Any], *, identity: str
+    ) -> bool:
+        """Append ``item`` to the list in meta ``key`` unless an item with the same
+        ``identity`` field is there (other plugins' items are kept); True if written."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+def appended(current: Any, item: Mapping[str, Any], identity: str) -> list[Any] | None:
+    """The list with ``item`` added, or None when an item of the same identity is there."""
+    items = list(current) if isinstance(current, list) else []
+    if any(isinstance(i, dict) and i.get(identity) == item.get(identity) for i in items):
+        return None
+    return [*items, dict(item)]
 
 
 def status_meta(status: str, previous: str, by: str) -> dict[str, Any]:
@@ -155,6 +170,16 @@ class RestWriteBack:
         )
         return True
 
+    async def add_to_list(
+        self, order_id: int, key: str, item: Mapping[str, Any], *, identity: str
+    ) -> bool:
+        order = await self.rest.get(f"orders/{order_id}")
+        items = appended(_meta_of(order).get(key), item, identity)
+        if items is None:
+            return False
+        await self.rest.put(f"orders/{order_id}", {"meta_data": [{"key": key, "value": items}]})
+        return True
+
     async def aclose(self) -> None:
         await self.rest.aclose()
 
@@ -221,6 +246,18 @@ class FileWriteBack:
                 return False
             order.meta.update(changed)
             await self._record(order_id, "meta", changed)
+            return True
+
+    async def add_to_list(
+        self, order_id: int, key: str, item: Mapping[str, Any], *, identity: str
+    ) -> bool:
+        async with self._lock:
+            order = self._orders.setdefault(order_id, _DevOrder())
+            items = appended(order.meta.get(key), item, identity)
+            if items is None:
+                return False
+            order.meta[key] = items
+            await self._record(order_id, "meta", {key: items})
             return True
 
     async def aclose(self) -> None:

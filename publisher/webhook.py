@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from fleet.errors import ContractError
 from fleet.settings import Settings
+from publisher.carrier import CARRIER_PATH, CarrierWebhook
 from publisher.config import IngressSettings
 from publisher.confirming_channel import open_confirming_channel
 from publisher.events import normalised_source
@@ -137,6 +138,7 @@ class WebhookApp:
         self._idle.set()
         self._window: Counter[str] = Counter()
         self._window_events: Counter[str] = Counter()
+        self.carrier = CarrierWebhook(settings, self.metrics.registry)
         # The other endpoints go through Starlette; POST /webhooks/woocommerce is answered
         # directly (see __call__), as it carries all the load.
         self._routes = Starlette(
@@ -144,6 +146,7 @@ class WebhookApp:
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+                Route(CARRIER_PATH, self.carrier.endpoint, methods=["POST"]),
             ],
             lifespan=self._lifespan,
         )
@@ -185,6 +188,7 @@ class WebhookApp:
                 await asyncio.wait_for(self._relay_task, 10)
         if self._store is not None:
             await self._store.close()
+        await self.carrier.aclose()
         self._store = self._ingest = self.relay = self._relay_task = self._summary_task = None
 
     @contextlib.asynccontextmanager

@@ -175,6 +175,7 @@ CONSUMERS: tuple[ConsumerPolicy, ...] = (
         30,
         secret_files=(SecretFile("WOOFLEET_FCM_CREDENTIALS_FILE", "woofleet-fcm"),),
     ),
+    ConsumerPolicy("shipping-label", ("order.paid", "order.cancelled"), _P.MEDIUM, 3, 120),
 )
 
 CONSUMER_NAMES: tuple[str, ...] = tuple(c.name for c in CONSUMERS)
