@@ -77,7 +77,9 @@ def tracking_item(label: Label, shipped: datetime) -> dict[str, str]:
         "custom_tracking_link": label.tracking_url,
         "tracking_number": label.tracking_number,
         "date_shipped": str(int(shipped.timestamp())),
-        "tracking_id": hashlib.md5(label.tracking_number.encode()).hexdigest(),  # noqa: S324
+        "tracking_id": hashlib.md5(
+            label.tracking_number.encode()
+        ).hexdigest(),  # the id format the extension uses
     }
 
 

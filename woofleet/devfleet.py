@@ -171,6 +171,12 @@ class DevFleet:
                 _output_of(name, self.settings) if s["handled"] else "-",
             )
         self.console.print(table)
+        writes = self.settings.var_dir / "woocommerce" / "writes.jsonl"
+        if not self.settings.woo_url and writes.is_file():
+            self.console.print(
+                f"written back to WooCommerce (dev sink): {sum(1 for _ in writes.open())} "
+                f"notes, status changes and meta in {writes}"
+            )
         delayed = names.delay_queue("review-request")
         self.console.print(
             f"review-request emails wait 7 days in {delayed} (a delay queue), "
@@ -194,6 +200,7 @@ def _output_of(consumer: str, settings: Settings) -> str:
         "review-request": var_dir / "mail",
         "invoice": Path(store.removeprefix("file://")) if store.startswith("file://") else None,
         "push-notify": var_dir / "push" / "fcm.jsonl",
+        "shipping-label": var_dir / "shipping" / "carrier.jsonl",
     }
     path = paths.get(consumer, var_dir / "targets" / f"{target_key(consumer)}.jsonl")
     if path is None:
