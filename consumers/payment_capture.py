@@ -206,8 +206,9 @@ class PaymentCaptureHandler:
         text = (
             f"Payment of {what} was already captured in {self.target.name} (woofleet)."
             if before
-            else f"Payment of {what} captured by woofleet: capture {captured or 'id not given'} "
-            f"of authorisation {order.transaction_id}."
+            else f"Payment of {what} captured by woofleet: "
+            f"{f'capture {captured}' if captured else 'the gateway gave no capture id'}, "
+            f"authorisation {order.transaction_id}."
         )
         marker = f"{delivery.idempotency_key}:captured"
         await self.writeback.add_note(order.id, text, marker=marker)

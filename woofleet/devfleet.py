@@ -7,12 +7,13 @@ publisher and the consumers (each still knows nothing of the other).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import signal
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -24,8 +25,9 @@ from contracts.catalog import StockLevel
 from fleet.amqp import connect
 from fleet.health import health_routes, serve_in_background
 from fleet.settings import Settings, target_key
+from publisher.carrier import CARRIER_PATH, carrier_signature
 from publisher.simulate.encoding import delivery
-from publisher.simulate.orders import story
+from publisher.simulate.orders import make_order, story
 from publisher.webhook import WEBHOOK_PATH, WebhookApp
 from topology import names
 from topology.apply import apply_fleet, vhost_of
@@ -131,8 +133,98 @@ class DevFleet:
         levels = [StockLevel(product_id=100 + n, stock_quantity=10 * n) for n in range(1, 4)]
         await publish_catalog(self.settings, "stock", levels)
         await self._wait_until_settled(supervisor)
+        async with httpx.AsyncClient(timeout=30) as client:
+            captured = await self._authorised_order(
+                client, url, secret, base_id + orders, start, supervisor
+            )
+            delivered = await self._carrier_reports(
+                client, url, range(base_id, base_id + orders + 1)
+            )
         self._print_summary(supervisor)
+        if captured:
+            self.console.print(
+                f"payment-capture: order {base_id + orders}, authorised on-hold at checkout, "
+                "was captured and moved to processing; WooCommerce's echo of that write was its "
+                "first order.paid"
+            )
+        if delivered:
+            self.console.print(
+                f"carrier: {delivered} parcels reported in transit, then delivered, through "
+                f"signed POST {CARRIER_PATH}; their orders were marked completed"
+            )
         return 1 if rejected else 0
+
+    async def _authorised_order(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        secret: bytes,
+        order_id: int,
+        start: datetime,
+        supervisor: Supervisor,
+    ) -> bool:
+        """A card payment only authorised at checkout (on-hold): payment-capture captures it
+        and writes processing back; WooCommerce's echo of that write is played from the dev
+        sink's record, as the store would deliver it."""
+        order = make_order(random.Random(order_id), order_id, start)
+        order.update(status="on-hold", transaction_id=f"pi_{order_id:08d}")
+        order["meta_data"].append({"id": 1, "key": "_stripe_charge_captured", "value": "no"})
+        d = delivery("order.created", order, secret)
+        await client.post(url, content=d.body, headers=d.headers)
+        await self._wait_until_settled(supervisor)
+        writes = self.settings.var_dir / "woocommerce" / "writes.jsonl"
+        lines = writes.read_text(encoding="utf-8").splitlines() if writes.is_file() else []
+        changes = [
+            c["body"]
+            for c in map(json.loads, lines)
+            if c["order"] == order_id and c["write"] == "status"
+        ]
+        if not changes:
+            return False
+        stamp = (start + timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%S")
+        order.update(status=changes[-1]["status"], date_modified_gmt=stamp, date_paid_gmt=stamp)
+        order["meta_data"] += changes[-1]["meta_data"]
+        d = delivery("order.updated", order, secret)
+        await client.post(url, content=d.body, headers=d.headers)
+        await self._wait_until_settled(supervisor)
+        return True
+
+    async def _carrier_reports(self, client: httpx.AsyncClient, url: str, ids: range) -> int:
+        """Play the carrier: a signed tracking update per label the dev carrier made."""
+        secret = self.settings.carrier_webhook_secret.get_secret_value().encode()
+        calls = self.settings.var_dir / "shipping" / "carrier.jsonl"
+        if not secret or not calls.is_file():
+            return 0
+        endpoint = url.replace(WEBHOOK_PATH, CARRIER_PATH)
+        delivered = 0
+        for line in calls.read_text(encoding="utf-8").splitlines():
+            call = json.loads(line)
+            if call.get("call") != "buy_label":
+                continue
+            metadata = str(call["body"]["shipment"].get("metadata", ""))
+            if metadata.removeprefix("order:") not in {str(i) for i in ids}:
+                continue  # a label from an earlier run
+            for status in ("TRANSIT", "DELIVERED"):
+                update = {
+                    "event": "track_updated",
+                    "data": {
+                        "tracking_number": call["body"]["label"]["tracking_number"],
+                        "metadata": metadata,
+                        "tracking_status": {
+                            "status": status,
+                            "status_date": datetime.now(UTC).isoformat(timespec="seconds"),
+                        },
+                    },
+                }
+                body = json.dumps(update).encode()
+                signature = carrier_signature(body, secret)
+                response = await client.post(
+                    endpoint, content=body, headers={"X-Carrier-Signature": signature}
+                )
+                if response.status_code >= 300:
+                    log.error("demo carrier update refused: %s", response.status_code)
+            delivered += 1
+        return delivered
 
     async def _wait_until_settled(self, supervisor: Supervisor) -> None:
         """Until every work and retry queue is empty and no handler runs, for a moment."""

@@ -8,6 +8,8 @@ import asyncio
 from topology.fleet import CONSUMER_NAMES
 
 DEV_SECRET = "woofleet-dev-secret"
+#: What the demo signs its carrier tracking updates with when no secret is set.
+DEV_CARRIER_SECRET = "woofleet-dev-carrier-secret"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         # A fixed, named development secret: `woofleet simulate` signs with the same default.
         settings = settings.model_copy(update={"webhook_secret": _secret(DEV_SECRET)})
         print(f"WOOFLEET_WEBHOOK_SECRET is not set: using the development secret {DEV_SECRET!r}")
+    if not settings.carrier_webhook_secret.get_secret_value():
+        settings = settings.model_copy(
+            update={"carrier_webhook_secret": _secret(DEV_CARRIER_SECRET)}
+        )
     dev = DevFleet(settings, host=args.host, port=args.port, health_port=args.health_port)
     return asyncio.run(
         dev.main(

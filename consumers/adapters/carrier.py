@@ -228,7 +228,7 @@ class DevCarrier:
             tracking_number=f"DEV{digest}",
             tracking_url=f"https://tracking.invalid/DEV{digest}",
             label_url="",
-            provider="dev",
+            provider="Dev Carrier",
             service_level=service_level,
         )
         await self._record("buy_label", {"shipment": shipment, "label": asdict(label)})

@@ -213,7 +213,7 @@ async def test_a_capture_moves_an_on_hold_order_to_processing_with_a_note(
     after = store.orders[order["id"]]
     assert after["status"] == "processing" and after["date_paid_gmt"]
     mine = [n for n in store.notes[order["id"]] if "woofleet" in n["note"]]
-    assert len(mine) == 1 and "capture ch_9Z of authorisation pi_3Nabc" in mine[0]["note"]
+    assert len(mine) == 1 and "capture ch_9Z, authorisation pi_3Nabc" in mine[0]["note"]
     assert mine[0]["customer_note"] is False
     # The delivery this causes is the order's first order.paid, and nothing else.
     plan = plan_order(after, plan_order(before, None).state)

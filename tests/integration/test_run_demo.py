@@ -47,3 +47,12 @@ def test_the_demo_processes_orders_through_every_consumer(
     assert "dead-lettered" in result.stdout
     assert list((tmp_path / "var" / "mail").glob("*.eml"))
     assert list((tmp_path / "invoices").rglob("*.pdf"))
+    # shipping-label bought labels on the dev carrier; the carrier's signed updates completed
+    # their orders, and every write back to WooCommerce went to the dev sink
+    assert list((tmp_path / "var" / "shipping").glob("carrier.jsonl"))
+    assert "reported in transit, then delivered" in result.stdout
+    writes = (tmp_path / "var" / "woocommerce" / "writes.jsonl").read_text()
+    assert '"status": "completed"' in writes and "_wc_shipment_tracking_items" in writes
+    # the authorised order was captured and moved to processing, whose echo was order.paid
+    assert "was captured and moved to processing" in result.stdout
+    assert "Payment of" in writes and '"status": "processing"' in writes
