@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aio_pika.abc import AbstractRobustConnection
 
+from fleet.settings import Settings
 from fleet.woo_rest import WooRest
 from fleet.woo_writeback import STATUS_META, FileWriteBack, RestWriteBack, note_ref
 from publisher.lifecycle import OrderState, plan_order
+from tests.integration.test_webhook import Harness, open_harness
 from tests.support.woo_server import WooServer, WooStore
 
 pytestmark = pytest.mark.integration
@@ -190,3 +193,50 @@ async def test_dev_sink_keeps_the_same_rules(tmp_path: Path) -> None:
     assert not await sink.set_meta(1, {"_k": [1]})
     lines = [json.loads(line) for line in (tmp_path / "writes.jsonl").read_text().splitlines()]
     assert [line["write"] for line in lines] == ["note", "status", "meta"]
+
+
+# -- the same echoes through the real ingress (endpoint, state store, broker) ----------------
+
+
+@pytest.fixture
+async def harness(
+    settings: Settings, connection: AbstractRobustConnection
+) -> AsyncIterator[Harness]:
+    async with open_harness(settings, connection) as opened:
+        yield opened
+
+
+async def test_the_ingress_announces_nothing_for_an_echo_of_each_write(
+    harness: Harness, woo: tuple[WooStore, RestWriteBack]
+) -> None:
+    store, writeback = woo
+    store.put_order(SAMPLE)
+    assert (await harness.send("order.created", delivered(store))).status_code == 200
+    assert [e.routing_key for e in await harness.events(2)] == ["order.created", "order.paid"]
+    # A note, meta, and a status change woofleet made: each delivered as WooCommerce would
+    await writeback.add_note(727, "noted", marker="n")
+    assert (await harness.send("order.updated", delivered(store))).status_code == 200
+    await writeback.set_meta(727, {"_woofleet_shipping_label": "txn_1"})
+    assert (await harness.send("order.updated", delivered(store))).status_code == 200
+    await writeback.set_status(727, "on-hold", by="payment-capture", only_from={"processing"})
+    assert (await harness.send("order.updated", delivered(store))).status_code == 200
+    await harness.nothing_more()
+    # A person's change afterwards is announced
+    store.orders[727]["customer_note"] = "leave it at the door"
+    assert (await harness.send("order.updated", delivered(store))).status_code == 200
+    assert [e.routing_key for e in await harness.events(1)] == ["order.updated"]
+
+
+async def test_the_ingress_turns_woofleets_capture_into_one_order_paid(
+    harness: Harness, woo: tuple[WooStore, RestWriteBack]
+) -> None:
+    store, writeback = woo
+    store.put_order({**SAMPLE, "status": "on-hold", "date_paid_gmt": None, "date_paid": None})
+    assert (await harness.send("order.created", delivered(store))).status_code == 200
+    assert [e.routing_key for e in await harness.events(1)] == ["order.created"]
+    await writeback.set_status(727, "processing", by="payment-capture", only_from={"on-hold"})
+    echo = delivered(store)
+    for topic in ("order.updated", "order.updated"):
+        assert (await harness.send(topic, echo)).status_code == 200
+    assert [e.routing_key for e in await harness.events(1)] == ["order.paid"]
+    await harness.nothing_more()
