@@ -1,4 +1,5 @@
-"""``POST /webhooks/woocommerce``: verify, map, queue, confirm; plus /healthz, /readyz, /metrics.
+"""``POST /webhooks/woocommerce``: verify, map, queue, confirm; plus /healthz, /readyz, /metrics
+and ``POST /webhooks/carrier`` (:mod:`publisher.carrier`).
 
 Answers, in the order they are checked (none of the refusals publishes anything):
 

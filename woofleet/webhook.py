@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "comma-separated while rotating), commits the order's missing lifecycle events to the "
         "outbox in the state store (WOOFLEET_STATE_URL) and publishes them, confirmed, to "
         "woo.events. While RabbitMQ is away it keeps answering 200 and relays the outbox "
-        "when the broker is back. Also serves /healthz, /readyz and /metrics.",
+        "when the broker is back. Also serves POST /webhooks/carrier (the carrier's tracking "
+        "updates, signed with WOOFLEET_CARRIER_WEBHOOK_SECRET: transit and delivery noted on the "
+        "order, delivered orders completed), /healthz, /readyz and /metrics.",
     )
     parser.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
