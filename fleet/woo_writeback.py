@@ -14,7 +14,7 @@ WooCommerce takes no idempotency key, so every write checks for its own marker f
   are listed and a note carrying the same ref is not added again (a retried ``POST`` after a
   timeout would otherwise add a duplicate);
 * a status change carries, in the same ``PUT``, the hidden meta :data:`STATUS_META`
-  (``{"status", "from", "by"}``): the ingress reads it to recognise the change as woofleet's
+  (``{"status", "from", "by", "at"}``): the ingress reads it to recognise the change as woofleet's
   own (see :func:`publisher.lifecycle.plan_order`); a status already reached is not written,
   and a status a person moved elsewhere meanwhile is left alone;
 * meta is written only when a value differs. Keys starting with ``_`` are hidden in the admin
@@ -102,7 +102,9 @@ def appended(current: Any, item: Mapping[str, Any], identity: str) -> list[Any] 
 
 
 def status_meta(status: str, previous: str, by: str) -> dict[str, Any]:
-    return {"key": STATUS_META, "value": {"status": status, "from": previous, "by": by}}
+    """The marker a status write carries; ``at`` makes each write's marker its own."""
+    at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return {"key": STATUS_META, "value": {"status": status, "from": previous, "by": by, "at": at}}
 
 
 def _meta_of(order: Mapping[str, Any]) -> dict[str, Any]:

@@ -84,15 +84,21 @@ class OrderState:
     status: str = ""
     fingerprint: str = ""
     modified: str = ""
+    #: The last woofleet status marker honoured (see :func:`own_status_change`): a marker is
+    #: honoured once, so a person repeating the same change later is announced.
+    echo: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        saved: dict[str, Any] = {
             "steps": sorted(self.steps),
             "refunds": sorted(self.refunds),
             "status": self.status,
             "fingerprint": self.fingerprint,
             "modified": self.modified,
         }
+        if self.echo:
+            saved["echo"] = self.echo
+        return saved
 
     @classmethod
     def from_json(cls, raw: dict[str, Any] | None) -> OrderState | None:
@@ -104,6 +110,7 @@ class OrderState:
             status=str(raw.get("status", "")),
             fingerprint=str(raw.get("fingerprint", "")),
             modified=str(raw.get("modified", "")),
+            echo=str(raw.get("echo", "")),
         )
 
 
@@ -254,21 +261,34 @@ def refund_ids(order: dict[str, Any]) -> list[int]:
     return sorted({int(r["id"]) for r in order.get("refunds") or () if isinstance(r, dict)})
 
 
-def own_status_change(order: dict[str, Any], previous: OrderState | None) -> str:
-    """Who in woofleet moved the order from the remembered status to this one ("" if nobody):
-    the status write carries its marker in the same request, so both arrive together."""
-    status = str(order.get("status") or "")
-    if previous is None or not previous.status or previous.status == status:
-        return ""
+def status_marker(order: dict[str, Any]) -> dict[str, Any] | None:
+    """The marker of woofleet's last status write to ``order`` (None if it has none)."""
     for meta in order.get("meta_data") or ():
         if isinstance(meta, dict) and meta.get("key") == STATUS_META:
             mark = meta.get("value")
-            if (
-                isinstance(mark, dict)
-                and mark.get("status") == status
-                and mark.get("from") == previous.status
-            ):
-                return str(mark.get("by") or "woofleet")
+            return mark if isinstance(mark, dict) else None
+    return None
+
+
+def marker_id(mark: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(mark, option=_SORTED, default=str)).hexdigest()[:16]
+
+
+def own_status_change(order: dict[str, Any], previous: OrderState | None) -> str:
+    """Who in woofleet moved the order from the remembered status to this one ("" if nobody):
+    the status write carries its marker in the same request, so both arrive together; a
+    marker already honoured once is stale (a person made the same change again)."""
+    status = str(order.get("status") or "")
+    if previous is None or not previous.status or previous.status == status:
+        return ""
+    mark = status_marker(order)
+    if (
+        mark is not None
+        and mark.get("status") == status
+        and mark.get("from") == previous.status
+        and marker_id(mark) != previous.echo
+    ):
+        return str(mark.get("by") or "woofleet")
     return ""
 
 
@@ -284,6 +304,7 @@ def plan_order(order: dict[str, Any], previous: OrderState | None) -> Plan:
     steps, refunds = set(before.steps), set(before.refunds)
     events: list[PlannedEvent] = []
     note = ""
+    echo = before.echo
 
     def step(name: str, implied: bool) -> None:
         if implied and name not in steps:
@@ -312,12 +333,16 @@ def plan_order(order: dict[str, Any], previous: OrderState | None) -> Plan:
             events.append(PlannedEvent("order.updated"))
         elif by and not events:
             note = f"woofleet's own status change ({by})"
+        if by:
+            echo = marker_id(status_marker(order) or {})
     if stale:
         note = "older than the last delivery handled"
-        state = OrderState(frozenset(steps), frozenset(refunds), *_kept(before))
+        state = OrderState(frozenset(steps), frozenset(refunds), *_kept(before), echo=echo)
     else:
         note = note or ("" if events else "nothing relevant changed")
-        state = OrderState(frozenset(steps), frozenset(refunds), status, print_, modified)
+        state = OrderState(
+            frozenset(steps), frozenset(refunds), status, print_, modified, echo=echo
+        )
     # Nothing to write when the state did not change.
     return Plan(tuple(events), None if state == previous else state, modified, print_, note=note)
 

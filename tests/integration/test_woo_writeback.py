@@ -129,7 +129,12 @@ async def test_own_status_change_is_no_update_but_a_persons_is(
     later = copy.deepcopy(echo)
     later["status"] = "processing"
     after_echo = plan_order(echo, state).state
-    assert [e.event_type for e in plan_order(later, after_echo).events] == ["order.updated"]
+    moved_on = plan_order(later, after_echo)
+    assert [e.event_type for e in moved_on.events] == ["order.updated"]
+    # And a person making woofleet's change again (same marker still in the meta) is announced.
+    again = copy.deepcopy(echo)
+    again["date_modified_gmt"] = "2099-01-01T00:00:00"
+    assert [e.event_type for e in plan_order(again, moved_on.state).events] == ["order.updated"]
 
 
 async def test_status_write_is_idempotent_and_leaves_a_persons_status(
