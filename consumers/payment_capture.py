@@ -31,6 +31,7 @@ as the Basic-auth user name).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 from urllib.parse import quote
@@ -109,6 +110,15 @@ def already_captured(body: Any) -> bool:
     return isinstance(intent, dict) and intent.get("status") == "succeeded"
 
 
+@dataclass(frozen=True)
+class Captured:
+    """A capture made (or found made before): what the note says."""
+
+    amount: Decimal
+    id: str
+    before: bool = False
+
+
 def capture_id(body: Any) -> str:
     """The capture's id in Stripe's answer: the charge it created, else the intent's id."""
     if not isinstance(body, dict):
@@ -139,8 +149,10 @@ class PaymentCaptureHandler:
                 "order %s is %s: not waiting for a capture", order.number, order.status
             )
             return
+        # Only the capture's own failures are a refusal; the write-back's are its own (a
+        # retry captures again under the same idempotency key, or finds it captured).
         try:
-            await self._capture(order, delivery)
+            captured = await self._capture(order, delivery)
         except PermanentError as exc:
             await self._refused(order, delivery, str(exc))
             raise
@@ -150,15 +162,18 @@ class PaymentCaptureHandler:
                     order, delivery, f"no answer after {delivery.attempt} attempts: {exc}"
                 )
             raise
+        if captured is not None:
+            await self._captured(order, delivery, captured)
 
-    async def _capture(self, order: OrderData, delivery: Delivery) -> None:
+    async def _capture(self, order: OrderData, delivery: Delivery) -> Captured | None:
+        """Capture what is due; None when there is nothing to capture."""
         if not is_authorise_only(order, self.capture_methods):
             delivery.log.info(
                 "order %s was charged at checkout (%s); nothing to capture",
                 order.number,
                 order.payment_method or "no payment method",
             )
-            return
+            return None
         if not order.transaction_id:
             raise PermanentError(
                 f"order {order.number} is authorise-only but has no transaction id, so there is "
@@ -171,7 +186,7 @@ class PaymentCaptureHandler:
                 "in the gateway instead",
                 order.number,
             )
-            return
+            return None
         answer = await self.target.send(
             "POST",
             f"/v1/payment_intents/{quote(order.transaction_id, safe='')}/capture",
@@ -192,22 +207,19 @@ class PaymentCaptureHandler:
                     "check the payment in the gateway's dashboard"
                 )
             delivery.log.info("order %s was already captured; nothing to do", order.number)
-            await self._captured(order, delivery, "", due, before=True)
-            return
+            return Captured(due, "", before=True)
         delivery.log.info("order %s: captured %s %s", order.number, due, order.currency)
-        await self._captured(order, delivery, capture_id(answer.body), due, before=False)
+        return Captured(due, capture_id(answer.body))
 
-    async def _captured(
-        self, order: OrderData, delivery: Delivery, captured: str, due: Decimal, *, before: bool
-    ) -> None:
+    async def _captured(self, order: OrderData, delivery: Delivery, captured: Captured) -> None:
         if self.writeback is None:
             return
-        what = f"{due} {order.currency}"
+        what = f"{captured.amount} {order.currency}"
         text = (
             f"Payment of {what} was already captured in {self.target.name} (woofleet)."
-            if before
+            if captured.before
             else f"Payment of {what} captured by woofleet: "
-            f"{f'capture {captured}' if captured else 'the gateway gave no capture id'}, "
+            f"{f'capture {captured.id}' if captured.id else 'the gateway gave no capture id'}, "
             f"authorisation {order.transaction_id}."
         )
         marker = f"{delivery.idempotency_key}:captured"

@@ -274,3 +274,24 @@ async def test_an_order_created_with_nothing_to_capture_does_not_take_the_captur
     handler = payment_capture.PaymentCaptureHandler(HttpTargetClient("payment_capture", server.url))
     await handler(created, delivery_for("payment-capture", created))
     assert server.requests == []
+
+
+async def test_a_write_back_refused_after_a_capture_is_no_capture_refusal(
+    server: HttpTargetServer,
+    woo: tuple[WooStore, RestWriteBack],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, writeback = woo
+    order, event = authorised("on-hold")
+    store.put_order(order)
+    store.permission = "read"  # a key without write permission
+    handler = payment_capture.PaymentCaptureHandler(
+        HttpTargetClient("payment_capture", server.url), writeback=writeback
+    )
+    with pytest.raises(PermanentError, match="refused POST orders/11/notes with 401"):
+        await handler(event, delivery_for("payment-capture", event))
+    # The capture went through; nothing claims it was refused
+    assert "capture refused" not in caplog.text
+    assert server.paths() == ["POST /v1/payment_intents/pi_3Nabc/capture"]
+    assert store.orders[order["id"]]["status"] == "on-hold"
+    assert 11 not in store.notes
