@@ -36,6 +36,8 @@ log = logging.getLogger("consumers.shipping_label")
 
 TRACKING_META = "_wc_shipment_tracking_items"
 LABEL_META = "_woofleet_shipping_label"
+#: Statuses in which a paid order no longer ships.
+UNSHIPPABLE = frozenset({"cancelled", "refunded", "failed", "trash"})
 
 
 def business_key(event: AnyEnvelope) -> str:
@@ -107,6 +109,12 @@ class ShippingLabelHandler:
     async def _buy(self, order: OrderData, delivery: Delivery) -> None:
         if not (order.shipping.address_1 and order.shipping.country):
             delivery.log.info("order %s has no shipping address: no label", order.number)
+            return
+        # The order may have been cancelled since it was paid (its order.cancelled handled
+        # while this waited or retried): a label bought now would never be voided.
+        now = await self.writeback.order_status(order.id)
+        if now in UNSHIPPABLE:
+            delivery.log.info("order %s is %s now: no label", order.number, now)
             return
         shipment: dict[str, Any] = {
             "address_from": self.ship_from,

@@ -67,6 +67,10 @@ class WooWriteBack(Protocol):
 
     description: str
 
+    async def order_status(self, order_id: int) -> str:
+        """The order's status now ("" when the adapter cannot know)."""
+        ...
+
     async def add_note(
         self, order_id: int, text: str, *, marker: str, customer: bool = False
     ) -> bool:
@@ -125,6 +129,10 @@ class RestWriteBack:
     def __init__(self, rest: WooRest) -> None:
         self.rest = rest
         self.description = f"WooCommerce REST at {rest.store_url}"
+
+    async def order_status(self, order_id: int) -> str:
+        order = await self.rest.get(f"orders/{order_id}")
+        return str(order.get("status", ""))
 
     async def add_note(
         self, order_id: int, text: str, *, marker: str, customer: bool = False
@@ -203,6 +211,10 @@ class FileWriteBack:
         self.description = f"dev sink {path}"
         self._orders: dict[int, _DevOrder] = {}
         self._lock = asyncio.Lock()
+
+    async def order_status(self, order_id: int) -> str:
+        order = self._orders.get(order_id)
+        return order.status if order is not None else ""
 
     async def _record(self, order_id: int, write: str, body: Any) -> None:
         line = json.dumps(

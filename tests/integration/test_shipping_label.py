@@ -336,3 +336,13 @@ async def test_woocommerce_down_is_503_so_the_carrier_retries(
 ) -> None:
     woo.store.fail_next(503, times=10)
     assert await post_update(ingress, tracking_update("TRANSIT")) == 503
+
+
+async def test_a_paid_order_cancelled_meanwhile_gets_no_label(
+    carrier: CarrierServer, woo: WooServer, handler: shipping_label.ShippingLabelHandler
+) -> None:
+    # Given order.paid still retrying when the order was cancelled (and its void found no label)
+    woo.store.orders[11]["status"] = "cancelled"
+    event = order_event("order.paid")
+    await handler(event, delivery_for("shipping-label", event))
+    assert carrier.state.requests == []
