@@ -58,10 +58,13 @@ REFUSABLE = frozenset({"processing", "pending"})
 
 
 def awaits_capture(event: AnyEnvelope) -> bool:
-    """``order.paid``, or ``order.created`` of an order left on-hold/pending by its gateway."""
+    """``order.paid``, or ``order.created`` of an order its gateway authorised and left
+    on-hold/pending. A pending order with no transaction id has not been paid at all yet."""
     order = cast(OrderData, event.data)
     return event.event_type == "order.paid" or (
-        event.event_type == "order.created" and order.status in AWAITING_CAPTURE
+        event.event_type == "order.created"
+        and order.status in AWAITING_CAPTURE
+        and bool(order.transaction_id)
     )
 
 
