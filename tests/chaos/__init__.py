@@ -1,0 +1,1 @@
+"""Chaos runs of the whole fleet on real processes and a real broker (``scripts/chaos``)."""
