@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from contracts.envelope import Envelope
@@ -16,6 +17,10 @@ LAST_FAILED_HEADER = "woofleet-last-failed-at"
 CONSUMER_HEADER = "woofleet-consumer"
 
 MAX_PRIORITY = 5
+
+#: AMQP's timestamp property is an unsigned 64-bit count of seconds since 1970: earlier dates
+#: (orders imported from older systems) cannot be carried in it.
+AMQP_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class MessageProperties(TypedDict):
@@ -35,6 +40,13 @@ def correlation_id(envelope: Envelope[Any]) -> str:
     return str(data_id) if data_id is not None else str(envelope.event_id)
 
 
+def amqp_timestamp(moment: datetime) -> datetime | None:
+    """``moment`` as the message's timestamp property, or None when no AMQP message can carry
+    it (before 1970): the message then has no timestamp, and the body's ``occurred_at`` keeps
+    the real date. Refusing the event instead would lose an order; a made-up date would lie."""
+    return moment if moment >= AMQP_EPOCH else None
+
+
 def message_properties(envelope: Envelope[Any], *, priority: int = 0) -> MessageProperties:
     """The AMQP properties of ARCHITECTURE.md for an envelope (``message_id`` = ``event_id``)."""
     if not 0 <= priority <= MAX_PRIORITY:
@@ -45,7 +57,7 @@ def message_properties(envelope: Envelope[Any], *, priority: int = 0) -> Message
         type=envelope.event_type,
         content_type="application/json",
         delivery_mode=2,
-        timestamp=envelope.occurred_at,
+        timestamp=amqp_timestamp(envelope.occurred_at),
         priority=priority,
         headers={SCHEMA_VERSION_HEADER: envelope.schema_version},
     )

@@ -20,6 +20,8 @@ ORDER_EVENT_TYPES = (
     "order.updated",
 )
 
+#: The statuses WooCommerce itself defines. Plugins register more (``shipped``,
+#: ``awaiting-shipment``...): :attr:`OrderData.status` carries any of them as it is.
 OrderStatus = Literal[
     "pending",
     "processing",
@@ -106,7 +108,11 @@ class OrderData(_Frozen):
     id: int
     number: str
     order_key: str
-    status: OrderStatus
+    status: str = Field(
+        description="The WooCommerce status slug as the store sent it: one of WooCommerce's "
+        "(pending, processing, on-hold, completed, cancelled, refunded, failed, ...) or one a "
+        "plugin registered (e.g. shipped)"
+    )
     currency: str = Field(min_length=3, max_length=3)
     prices_include_tax: bool = False
     customer: Customer

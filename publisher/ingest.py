@@ -37,14 +37,29 @@ class IngestResult:
     message_ids: tuple[str, ...] = field(default=(), repr=False)
 
 
-def contract_error(kind: str, resource: dict[str, Any], exc: ValidationError) -> ContractError:
+class Unusable(ContractError):
+    """A signed delivery woofleet cannot turn into events: it is kept whole, not refused."""
+
+
+def contract_error(kind: str, resource: dict[str, Any], exc: ValidationError) -> Unusable:
     # pydantic's own message quotes the input, which holds shopper PII: name the field only.
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    return ContractError(
+    return Unusable(
         f"{kind} {resource.get('id', '?')} is not a WooCommerce REST v3 {kind} object "
         f"({exc.error_count()} problems; first at {where}: {first['msg']})"
     )
+
+
+def unusable(kind: str, resource: dict[str, Any], exc: BaseException) -> Unusable:
+    """Why a body could not be turned into events, naming the error type only (no PII)."""
+    if isinstance(exc, ContractError):
+        detail = str(exc)
+    elif isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        detail = f"no {exc.args[0][:60]!r} field"  # a field name, not a value: no PII
+    else:
+        detail = type(exc).__name__
+    return Unusable(f"{kind} {resource.get('id', '?')} cannot be read ({detail})")
 
 
 class Ingest:
@@ -56,24 +71,26 @@ class Ingest:
 
     async def order(self, source: str, order: dict[str, Any]) -> IngestResult:
         """Queue every event ``order``'s state implies that was not emitted yet."""
-        if order.get("status") in DRAFT_STATUSES:
-            return IngestResult(note=f"status {order.get('status')}: not an order yet")
+        status = order.get("status")
+        if isinstance(status, str) and status in DRAFT_STATUSES:
+            return IngestResult(note=f"status {status}: not an order yet")
         try:
             data = order_data_from_woo(order)
-        except (ValidationError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            if isinstance(exc, ValidationError):
-                raise contract_error("order", order, exc) from None
-            raise ContractError(
-                f"order {order.get('id', '?')} is not shaped like an order ({type(exc).__name__})"
-            ) from None
-        priority = self._rules.priority_for(order)
+            priority = self._rules.priority_for(order)
+        except ValidationError as exc:
+            raise contract_error("order", order, exc) from None
+        except Exception as exc:  # whatever a body holds, it is the body's problem: kept
+            raise unusable("order", order, exc) from None
         planned: list[Plan] = []
         messages: list[Outgoing] = []
 
         def decide(raw: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Outgoing]]:
-            plan = plan_order(order, OrderState.from_json(raw))
-            planned[:] = [plan]
-            messages[:] = order_messages(source, data, plan, priority)
+            try:
+                plan = plan_order(order, OrderState.from_json(raw))
+                planned[:] = [plan]
+                messages[:] = order_messages(source, data, plan, priority)
+            except Exception as exc:  # pure work on the body: never the store's failure
+                raise unusable("order", order, exc) from None
             return (plan.state.to_json() if plan.state else None), messages
 
         seqs = await self._store.transition(ResourceKey(source, "order", data.id), decide)
@@ -89,16 +106,13 @@ class Ingest:
         """Queue ``product.updated`` unless this product state was already announced."""
         try:
             data = product_data_from_woo(product)
+            modified = modified_of(product)
+            view = product_fingerprint_view(product)
+            print_ = fingerprint(view)
         except ValidationError as exc:
             raise contract_error("product", product, exc) from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ContractError(
-                f"product {product.get('id', '?')} lacks a field every product has "
-                f"({type(exc).__name__})"
-            ) from None
-        modified = modified_of(product)
-        view = product_fingerprint_view(product)
-        print_ = fingerprint(view)
+        except Exception as exc:
+            raise unusable("product", product, exc) from None
         messages: list[Outgoing] = []
 
         def decide(raw: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[Outgoing]]:
@@ -112,7 +126,10 @@ class Ingest:
             ):
                 messages.clear()
                 return None, []
-            messages[:] = [Outgoing.from_envelope(product_event(source, data, modified))]
+            try:
+                messages[:] = [Outgoing.from_envelope(product_event(source, data, modified))]
+            except Exception as exc:
+                raise unusable("product", product, exc) from None
             return {"modified": modified, "fingerprint": print_}, messages
 
         seqs = await self._store.transition(ResourceKey(source, "product", data.id), decide)

@@ -5,7 +5,8 @@ shows the order's *current* state only. Per order we remember the lifecycle step
 emitted and emit, in order, every step the new state implies that was not emitted yet:
 
 * ``order.created``   once, on the first non-draft state seen;
-* ``order.paid``      once, when the status is processing or completed and ``date_paid`` is set;
+* ``order.paid``      once, when the status is processing, or completed (or refunded) with
+  ``date_paid`` set, or a status a plugin registered (``shipped``...) with ``date_paid`` set;
 * ``order.completed`` once, when the status is completed;
 * ``order.refunded``  once per refund id in ``refunds[]`` (oldest first);
 * ``order.cancelled`` / ``order.failed`` each time the order *enters* that status;
@@ -44,6 +45,23 @@ DRAFT_STATUSES = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
 #: Statuses of an order that was paid if it carries a payment date (cash on delivery can be
 #: completed unpaid; a refunded order was paid first).
 PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
+#: The statuses WooCommerce itself defines; any other one was registered by a plugin (order
+#: status and shipment tracking plugins add ``shipped`` and the like) and is carried as it is.
+CORE_STATUSES = (
+    frozenset(
+        {
+            "pending",
+            "processing",
+            "on-hold",
+            "completed",
+            "cancelled",
+            "refunded",
+            "failed",
+            "trash",
+        }
+    )
+    | DRAFT_STATUSES
+)
 #: Statuses whose every entry is an event (an order can be cancelled, reopened, cancelled again).
 ENTERED_STATUSES = ("cancelled", "failed")
 
@@ -250,11 +268,13 @@ def same_fingerprint(stored: str, current: str, view: Callable[[], dict[str, Any
 
 
 def is_paid(order: dict[str, Any]) -> bool:
-    """ARCHITECTURE.md: entered processing (payment received), or completed with a payment date;
-    a refunded order with a payment date was paid before it was refunded."""
-    status = order.get("status")
+    """Entered processing (payment received), or completed with a payment date; a refunded
+    order with a payment date was paid before it was refunded. A status a plugin registered
+    says nothing about payment by itself: its payment date does."""
+    status = str(order.get("status") or "")
     paid_date = bool(order.get("date_paid_gmt") or order.get("date_paid"))
-    return status == "processing" or (status in PAID_STATUSES and paid_date)
+    unknown = status not in CORE_STATUSES
+    return status == "processing" or ((status in PAID_STATUSES or unknown) and paid_date)
 
 
 def refund_ids(order: dict[str, Any]) -> list[int]:

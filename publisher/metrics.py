@@ -11,7 +11,7 @@ class IngressMetrics:
         self.deliveries = Counter(
             "woofleet_webhook_deliveries",
             "Webhook deliveries by outcome (accepted, ping, ignored, unsigned, bad_signature, "
-            "malformed, too_large, contract, error)",
+            "kept, too_large, error)",
             ["outcome"],
             registry=self.registry,
         )
@@ -24,6 +24,22 @@ class IngressMetrics:
         self.events_published = Counter(
             "woofleet_events_published",
             "Events confirmed by the broker and removed from the outbox",
+            registry=self.registry,
+        )
+        self.kept = Counter(
+            "woofleet_webhook_kept",
+            "Signed deliveries woofleet could not turn into events, kept whole in the state "
+            "store for `woofleet ingress replay` (answered 202)",
+            registry=self.registry,
+        )
+        self.set_aside = Counter(
+            "woofleet_outbox_set_aside",
+            "Outbox rows set aside because their message can never be published",
+            registry=self.registry,
+        )
+        self.set_aside_waiting = Gauge(
+            "woofleet_outbox_set_aside_rows",
+            "Outbox rows set aside and still in the state store (see `woofleet ingress list`)",
             registry=self.registry,
         )
         self.latency = Histogram(

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import struct
 import time
 import uuid
 from collections import OrderedDict
@@ -52,6 +53,11 @@ SEND_CHUNK = 16
 #: Longest the relay holds back for the webhook before it sends a chunk anyway.
 MAX_DEFER_SECONDS = 0.1
 
+#: What encoding a message that cannot be an AMQP frame raises (a timestamp before 1970, a
+#: header value of no AMQP type...). Raised before anything is written: the channel is fine,
+#: the row is not, and no retry can change that.
+UNENCODABLE = (struct.error, TypeError, ValueError, OverflowError)
+
 #: Opens the channel the relay publishes on (see publisher.confirming_channel).
 Connect = Callable[[], Awaitable[ConfirmingChannel]]
 
@@ -70,6 +76,7 @@ class OutboxRelay:
         *,
         batch: int = BATCH,
         on_published: Callable[[int], None] | None = None,
+        on_set_aside: Callable[[int], None] | None = None,
         max_backoff: float = MAX_BACKOFF_SECONDS,
         window: int = WINDOW,
         idle: asyncio.Event | None = None,
@@ -80,6 +87,9 @@ class OutboxRelay:
         self._connect = connect
         self._batch = batch
         self._on_published = on_published
+        self._on_set_aside = on_set_aside
+        # Rows whose message could not be encoded, waiting to be moved out of the outbox.
+        self._unsendable: list[tuple[int, str]] = []
         self.holder = relay_holder_id()
         self._publisher: ConfirmingChannel | None = None
         self._wake = asyncio.Event()
@@ -218,9 +228,10 @@ class OutboxRelay:
                 if self._failed:
                     self._slots.release()
                     break
-                self._send(row)
+                if self._send(row):
+                    sent += 1
                 self._sent_upto = row.seq
-                sent += 1
+            await self._set_aside()
         if not self._failed:
             self._backoff = 0.0
         return sent
@@ -236,16 +247,40 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), MAX_DEFER_SECONDS)
 
-    def _send(self, row: OutboxRow) -> None:
-        """Publish one row; its confirm (or failure) is handled by :meth:`_settled`."""
+    def _send(self, row: OutboxRow) -> bool:
+        """Publish one row; its confirm (or failure) is handled by :meth:`_settled`.
+
+        False when the row's message cannot be encoded at all: it is set aside (see
+        :meth:`_set_aside`) instead of being tried forever in front of every row behind it.
+        """
         publisher = self._publisher
         if publisher is None:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             future.set_exception(PublishError("the publisher was closed"))
         else:
-            future = publisher.publish(row.message)
+            try:
+                future = publisher.publish(row.message)
+            except UNENCODABLE as exc:
+                self._slots.release()
+                self._unsendable.append((row.seq, f"cannot be encoded as AMQP: {exc}"))
+                return False
         self._inflight.add(future)
         future.add_done_callback(lambda done: self._settled(row.seq, done))
+        return True
+
+    async def _set_aside(self) -> None:
+        """Move the rows no broker can be given out of the outbox, each with its reason."""
+        rows, self._unsendable = self._unsendable, []
+        for seq, reason in rows:
+            await self._store.set_aside(seq, reason)
+            log.error(
+                "outbox relay: outbox row %d set aside, it can never be published (%s); the "
+                "rows behind it flow. See `woofleet ingress list`.",
+                seq,
+                reason,
+            )
+            if self._on_set_aside is not None:
+                self._on_set_aside(1)
 
     def _settled(self, seq: int, future: asyncio.Future[None]) -> None:
         self._inflight.discard(future)

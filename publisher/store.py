@@ -31,6 +31,30 @@ class OutboxRow:
     message: Outgoing
 
 
+@dataclass(frozen=True)
+class KeptDelivery:
+    """A signed delivery woofleet could not turn into events, kept whole for a replay."""
+
+    id: int
+    received_at: str
+    topic: str
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+    replayed_at: str = ""
+
+
+@dataclass(frozen=True)
+class SetAsideRow:
+    """An outbox row the broker could not be given (its message cannot be encoded), moved out
+    of the outbox so the rows behind it flow."""
+
+    seq: int
+    message: Outgoing
+    reason: str
+    set_aside_at: str
+
+
 class PublisherStore(Protocol):
     async def transition(self, key: ResourceKey, decide: Decide) -> list[int]:
         """Lock the resource's state, run ``decide``, save and queue; return the outbox seqs."""
@@ -54,6 +78,29 @@ class PublisherStore(Protocol):
     async def get_cursor(self, name: str) -> str | None: ...
 
     async def set_cursor(self, name: str, value: str) -> None: ...
+
+    async def set_aside(self, seq: int, reason: str) -> None:
+        """Move outbox row ``seq`` out of the outbox, with why it cannot be published."""
+
+    async def set_aside_rows(self, limit: int) -> list[SetAsideRow]:
+        """The rows set aside, oldest first."""
+
+    async def set_aside_count(self) -> int: ...
+
+    async def keep(self, headers: dict[str, str], body: bytes, topic: str, reason: str) -> int:
+        """Keep a signed delivery that could not be turned into events; return its id."""
+
+    async def kept_deliveries(
+        self, limit: int, *, include_replayed: bool = False
+    ) -> list[KeptDelivery]:
+        """Kept deliveries, oldest first (by default only those not replayed yet)."""
+
+    async def kept_delivery(self, kept_id: int) -> KeptDelivery | None: ...
+
+    async def mark_replayed(self, kept_id: int) -> None: ...
+
+    async def kept_count(self) -> int:
+        """Kept deliveries not replayed yet."""
 
     async def writable(self) -> bool:
         """True when a write would succeed now (readiness)."""

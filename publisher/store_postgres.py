@@ -17,7 +17,7 @@ import psycopg
 
 from fleet.errors import ConfigError
 from publisher.outgoing import Outgoing
-from publisher.store import Decide, OutboxRow, ResourceKey
+from publisher.store import Decide, KeptDelivery, OutboxRow, ResourceKey, SetAsideRow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS publisher_resource_state (
@@ -39,6 +39,25 @@ CREATE TABLE IF NOT EXISTS publisher_outbox (
 CREATE TABLE IF NOT EXISTS publisher_cursor (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS publisher_lease (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS publisher_outbox_aside (
+    seq BIGINT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    properties TEXT NOT NULL,
+    queued_at TIMESTAMPTZ NOT NULL,
+    reason TEXT NOT NULL,
+    set_aside_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS publisher_kept (
+    id BIGSERIAL PRIMARY KEY,
+    received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    replayed_at TIMESTAMPTZ
 );
 """
 
@@ -65,6 +84,26 @@ _INSERT_OUTBOX = (
     "INSERT INTO publisher_outbox (message_id, routing_key, body, properties) "
     "VALUES (%s, %s, %s, %s) RETURNING seq"
 )
+
+
+_KEPT_COLUMNS = "id, received_at, topic, reason, headers, body, replayed_at"
+
+
+def _iso(moment: Any) -> str:
+    return moment.isoformat(timespec="milliseconds") if moment is not None else ""
+
+
+def _kept(row: Sequence[Any]) -> KeptDelivery:
+    kept_id, received_at, topic, reason, headers, body, replayed_at = row
+    return KeptDelivery(
+        int(kept_id),
+        _iso(received_at),
+        str(topic),
+        str(reason),
+        json.loads(headers),
+        bytes(body),
+        _iso(replayed_at),
+    )
 
 
 class PostgresStore:
@@ -247,6 +286,83 @@ class PostgresStore:
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (name, value),
             )
+
+    async def set_aside(self, seq: int, reason: str) -> None:
+        async with self._lock, self._db.transaction():
+            await self._db.execute(
+                "INSERT INTO publisher_outbox_aside (seq, message_id, routing_key, body, "
+                "properties, queued_at, reason) SELECT seq, message_id, routing_key, body, "
+                "properties, queued_at, %s FROM publisher_outbox WHERE seq = %s "
+                "ON CONFLICT (seq) DO NOTHING",
+                (reason, seq),
+            )
+            await self._db.execute("DELETE FROM publisher_outbox WHERE seq = %s", (seq,))
+
+    async def set_aside_rows(self, limit: int) -> list[SetAsideRow]:
+        async with self._lock:
+            cursor = await self._db.execute(
+                "SELECT seq, routing_key, body, properties, reason, set_aside_at "
+                "FROM publisher_outbox_aside ORDER BY seq LIMIT %s",
+                (limit,),
+            )
+            rows = await cursor.fetchall()
+        return [
+            SetAsideRow(
+                int(str(seq)),
+                Outgoing.from_row(str(rk), bytes(body), str(props)),  # type: ignore[call-overload]
+                str(reason),
+                _iso(at),
+            )
+            for seq, rk, body, props, reason, at in rows
+        ]
+
+    async def set_aside_count(self) -> int:
+        return await self._count("SELECT count(*) FROM publisher_outbox_aside")
+
+    async def keep(self, headers: dict[str, str], body: bytes, topic: str, reason: str) -> int:
+        async with self._lock:
+            cursor = await self._db.execute(
+                "INSERT INTO publisher_kept (topic, reason, headers, body) "
+                "VALUES (%s, %s, %s, %s) RETURNING id",
+                (topic, reason, json.dumps(headers), body),
+            )
+            row = await cursor.fetchone()
+        return int(str(row[0])) if row else 0
+
+    async def kept_deliveries(
+        self, limit: int, *, include_replayed: bool = False
+    ) -> list[KeptDelivery]:
+        where = "" if include_replayed else "WHERE replayed_at IS NULL "
+        async with self._lock:
+            cursor = await self._db.execute(
+                f"SELECT {_KEPT_COLUMNS} FROM publisher_kept {where}ORDER BY id LIMIT %s",
+                (limit,),
+            )
+            rows = await cursor.fetchall()
+        return [_kept(row) for row in rows]
+
+    async def kept_delivery(self, kept_id: int) -> KeptDelivery | None:
+        async with self._lock:
+            cursor = await self._db.execute(
+                f"SELECT {_KEPT_COLUMNS} FROM publisher_kept WHERE id = %s", (kept_id,)
+            )
+            row = await cursor.fetchone()
+        return _kept(row) if row else None
+
+    async def mark_replayed(self, kept_id: int) -> None:
+        async with self._lock:
+            await self._db.execute(
+                "UPDATE publisher_kept SET replayed_at = now() WHERE id = %s", (kept_id,)
+            )
+
+    async def kept_count(self) -> int:
+        return await self._count("SELECT count(*) FROM publisher_kept WHERE replayed_at IS NULL")
+
+    async def _count(self, query: str) -> int:
+        async with self._lock:
+            cursor = await self._db.execute(query)
+            row = await cursor.fetchone()
+        return int(str(row[0])) if row else 0
 
     async def writable(self) -> bool:
         try:

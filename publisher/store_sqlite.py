@@ -26,7 +26,7 @@ import orjson
 
 from fleet.state import connect_sqlite, sqlite_path
 from publisher.outgoing import Outgoing
-from publisher.store import Decide, OutboxRow, ResourceKey
+from publisher.store import Decide, KeptDelivery, OutboxRow, ResourceKey, SetAsideRow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS publisher_resource_state (
@@ -48,6 +48,25 @@ CREATE TABLE IF NOT EXISTS publisher_outbox (
 CREATE TABLE IF NOT EXISTS publisher_cursor (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS publisher_lease (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS publisher_outbox_aside (
+    seq INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body BLOB NOT NULL,
+    properties TEXT NOT NULL,
+    queued_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    set_aside_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS publisher_kept (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    replayed_at TEXT NOT NULL DEFAULT ''
 );
 """
 
@@ -96,6 +115,22 @@ def _checkpoint(connection: sqlite3.Connection, restart: bool) -> None:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+_KEPT_COLUMNS = "id, received_at, topic, reason, headers, body, replayed_at"
+
+
+def _kept(row: Sequence[Any]) -> KeptDelivery:
+    kept_id, received_at, topic, reason, headers, body, replayed_at = row
+    return KeptDelivery(
+        int(kept_id),
+        str(received_at),
+        str(topic),
+        str(reason),
+        orjson.loads(headers),
+        bytes(body),
+        str(replayed_at or ""),
+    )
 
 
 class SqliteStore:
@@ -287,6 +322,70 @@ class SqliteStore:
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (name, value),
         )
+
+    async def set_aside(self, seq: int, reason: str) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT OR REPLACE INTO publisher_outbox_aside SELECT seq, message_id, "
+                "routing_key, body, properties, queued_at, ?, ? FROM publisher_outbox "
+                "WHERE seq = ?",
+                (reason, _now(), seq),
+            )
+            db.execute("DELETE FROM publisher_outbox WHERE seq = ?", (seq,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        # The gap it leaves sends the relay to the table, which no longer holds it.
+        self._fresh = deque(row for row in self._fresh if row.seq != seq)
+
+    async def set_aside_rows(self, limit: int) -> list[SetAsideRow]:
+        rows = self._db.execute(
+            "SELECT seq, routing_key, body, properties, reason, set_aside_at "
+            "FROM publisher_outbox_aside ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            SetAsideRow(seq, Outgoing.from_row(rk, body, props), reason, at)
+            for seq, rk, body, props, reason, at in rows
+        ]
+
+    async def set_aside_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM publisher_outbox_aside").fetchone()[0])
+
+    async def keep(self, headers: dict[str, str], body: bytes, topic: str, reason: str) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO publisher_kept (received_at, topic, reason, headers, body) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (_now(), topic, reason, orjson.dumps(headers).decode(), body),
+        )
+        return int(cursor.lastrowid or 0)
+
+    async def kept_deliveries(
+        self, limit: int, *, include_replayed: bool = False
+    ) -> list[KeptDelivery]:
+        where = "" if include_replayed else "WHERE replayed_at = '' "
+        rows = self._db.execute(
+            f"SELECT {_KEPT_COLUMNS} FROM publisher_kept {where}ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+        return [_kept(row) for row in rows]
+
+    async def kept_delivery(self, kept_id: int) -> KeptDelivery | None:
+        row = self._db.execute(
+            f"SELECT {_KEPT_COLUMNS} FROM publisher_kept WHERE id = ?", (kept_id,)
+        ).fetchone()
+        return _kept(row) if row else None
+
+    async def mark_replayed(self, kept_id: int) -> None:
+        self._db.execute(
+            "UPDATE publisher_kept SET replayed_at = ? WHERE id = ?", (_now(), kept_id)
+        )
+
+    async def kept_count(self) -> int:
+        query = "SELECT count(*) FROM publisher_kept WHERE replayed_at = ''"
+        return int(self._db.execute(query).fetchone()[0])
 
     async def writable(self) -> bool:
         try:

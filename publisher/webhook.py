@@ -7,7 +7,10 @@ Answers, in the order they are checked (none of the refusals publishes anything)
 * 200 the unsigned form-encoded ping WooCommerce sends when a webhook is created;
 * 401 signature missing or wrong (every configured secret is tried);
 * 200 a signed topic woofleet does not handle (logged, nothing published);
-* 400 a signed body that is not a JSON object, or not an order/product;
+* 202 a signed body woofleet cannot turn into events (not JSON, not an order or product it can
+  read): kept whole, headers and raw body, in the state store, counted, for
+  ``woofleet ingress list|show|replay``; nothing in a body gets a 5xx;
+* 503 the state store could not record the delivery (WooCommerce delivers it again);
 * 200 accepted: the delivery's events are committed to the outbox, and confirmed by the broker
   unless it is away (then the relay publishes them when it is back).
 """
@@ -168,6 +171,7 @@ class WebhookApp:
                 self.settings, name="woofleet webhook", url=self._amqp_url
             ),
             on_published=self.metrics.events_published.inc,
+            on_set_aside=self.metrics.set_aside.inc,
             max_backoff=self.ingress.outbox_retry_max_seconds,
             # Answering from the outbox commit: publishing may wait for a gap in deliveries.
             # Waiting for confirms: it must not.
@@ -260,15 +264,36 @@ class WebhookApp:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            log.warning("webhook: signed %s delivery is not JSON (400)", topic)
-            return "malformed", (400, {"error": "body is not JSON"})
+            return await self._keep(headers, body, topic, "the body is not JSON")
         if not isinstance(payload, dict) or not isinstance(payload.get("id"), int):
-            log.warning("webhook: signed %s delivery is not a JSON object with an id (400)", topic)
-            return "malformed", (400, {"error": "body is not a resource object"})
-        return await self._handle(headers, topic, payload)
+            return await self._keep(headers, body, topic, "the body is not an object with an id")
+        return await self._handle(headers, body, topic, payload)
+
+    async def _keep(
+        self, headers: dict[str, str], body: bytes, topic: str, reason: str
+    ) -> tuple[str, Answer]:
+        """Keep a signed delivery woofleet cannot turn into events, whole, and answer 202:
+        refusing it would lose it (WooCommerce counts refusals and disables the webhook)."""
+        if self._store is None:
+            return "error", (503, {"error": "starting up"})
+        try:
+            kept_id = await self._store.keep(headers, body, topic, reason)
+        except Exception:
+            log.exception("webhook: could not keep a %s delivery (503)", topic)
+            return "error", (503, {"error": "state store unavailable"})
+        self.metrics.kept.inc()
+        log.warning(
+            "webhook: kept %s delivery #%d, it cannot be turned into events (%s); "
+            "see `woofleet ingress show %d`, replay it once the cause is fixed",
+            topic,
+            kept_id,
+            reason,
+            kept_id,
+        )
+        return "kept", (202, {"kept": kept_id, "reason": reason})
 
     async def _handle(
-        self, headers: dict[str, str], topic: str, payload: dict[str, Any]
+        self, headers: dict[str, str], body: bytes, topic: str, payload: dict[str, Any]
     ) -> tuple[str, Answer]:
         if self._ingest is None or self.relay is None:
             return "error", (503, {"error": "starting up"})
@@ -283,17 +308,8 @@ class WebhookApp:
                 result = await self._ingest.order(source, payload)
             else:
                 result = await self._ingest.product(source, payload)
-        except ContractError as exc:
-            log.error("webhook: %s delivery refused (400): %s", topic, exc)
-            return "contract", (400, {"error": str(exc)})
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            log.error(
-                "webhook: %s delivery for id %s is not usable (400): %s",
-                topic,
-                payload.get("id"),
-                type(exc).__name__,
-            )
-            return "contract", (400, {"error": f"unusable {topic} body"})
+        except ContractError as exc:  # the body, not the store: Ingest says which
+            return await self._keep(headers, body, topic, str(exc))
         except Exception:
             log.exception("webhook: could not record %s for id %s (503)", topic, payload.get("id"))
             return "error", (503, {"error": "state store unavailable"})
@@ -358,13 +374,33 @@ class WebhookApp:
     async def readyz(self, request: Request) -> Response:
         broker = self.relay is not None and self.relay.broker_up
         outbox = self._store is not None and await self._store.writable()
-        body = {"broker": broker, "outbox_writable": outbox}
+        body: dict[str, Any] = {"broker": broker, "outbox_writable": outbox}
+        if not self._keys:
+            # Every delivery would be refused with 401: not ready to take traffic.
+            body["reason"] = "WOOFLEET_WEBHOOK_SECRET is not set"
+            return _json(503, body)
         return _json(200 if broker or outbox else 503, body)
+
+    @property
+    def store(self) -> PublisherStore:
+        """The state store (once started)."""
+        if self._store is None:
+            raise RuntimeError("the webhook app is not started")
+        return self._store
+
+    @property
+    def ingest(self) -> Ingest:
+        """What turns resource states into queued events (once started)."""
+        if self._ingest is None:
+            raise RuntimeError("the webhook app is not started")
+        return self._ingest
 
     async def metrics_endpoint(self, request: Request) -> Response:
         if self._store is not None:
             self.metrics.outbox_depth.set(await self._store.depth())
             self.metrics.outbox_oldest.set(await self._store.oldest_age() or 0.0)
+            self.metrics.kept_deliveries.set(await self._store.kept_count())
+            self.metrics.set_aside_waiting.set(await self._store.set_aside_count())
         self.metrics.broker_up.set(1 if self.relay is not None and self.relay.broker_up else 0)
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -241,7 +241,7 @@ async def test_body_changed_after_signing_is_401(harness: Harness) -> None:
     await harness.nothing_more()
 
 
-async def test_signed_malformed_json_is_400(harness: Harness) -> None:
+async def test_signed_malformed_json_is_kept_with_202(harness: Harness) -> None:
     from publisher.signature import sign
 
     body = b'{"id": 727, "status": '
@@ -251,13 +251,18 @@ async def test_signed_malformed_json_is_400(harness: Harness) -> None:
         "Content-Type": "application/json",
     }
     response = await harness.client.post(WEBHOOK_PATH, content=body, headers=headers)
-    assert response.status_code == 400
+    # Signed, so WooCommerce sent it: kept whole for a replay, never refused (a refusal
+    # loses it and counts toward WooCommerce disabling the webhook).
+    assert response.status_code == 202
+    [kept] = await harness.app.store.kept_deliveries(10)
+    assert kept.body == body
     await harness.nothing_more()
 
 
-async def test_signed_json_that_is_no_order_is_400(harness: Harness) -> None:
+async def test_signed_json_that_is_no_order_is_kept_with_202(harness: Harness) -> None:
     response = await harness.send("order.updated", {"id": 5, "status": "processing"})
-    assert response.status_code == 400
+    assert response.status_code == 202
+    assert "currency" in response.json()["reason"]
     await harness.nothing_more()
 
 
