@@ -7,7 +7,7 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aio_pika.exceptions
@@ -16,7 +16,13 @@ import aiormq.exceptions
 from aio_pika.abc import AbstractRobustConnection
 from pamqp import commands as spec
 
-from fleet.errors import BrokerUnavailable, ConfigError, PublishError, UnroutableError
+from fleet.errors import (
+    AccessRefused,
+    BrokerUnavailable,
+    ConfigError,
+    PublishError,
+    UnroutableError,
+)
 from fleet.settings import Settings, redact_url
 
 CONNECT_TIMEOUT = 10.0
@@ -48,6 +54,19 @@ def broker_unavailable_message(url: str, exc: BaseException) -> str:
     return (
         f"RabbitMQ is not answering at {redact_url(url)} ({reason}). Start one "
         "(`scripts/broker-up`, or `rabbitmq-server -detached`), or point WOOFLEET_AMQP_URL at one."
+    )
+
+
+def vhost_refused_message(url: str) -> str:
+    """RabbitMQ closes the connection while opening it when the virtual host does not exist or
+    the user has no permissions on it (it says which only in its own log)."""
+    path = urlsplit(url).path
+    vhost = unquote(path[1:]) if len(path) > 1 else "/"
+    return (
+        f"RabbitMQ refused the virtual host {vhost!r} named by WOOFLEET_AMQP_URL: it does not "
+        f"exist or the user has no permissions on it. Create it (`rabbitmqctl add_vhost "
+        f"{vhost}`), grant the user (`rabbitmqctl set_permissions -p {vhost} USER '.*' '.*' "
+        "'.*'`), or fix the URL."
     )
 
 
@@ -91,10 +110,14 @@ async def connect(
             timeout=CONNECT_TIMEOUT,
         )
     except aio_pika.exceptions.ProbableAuthenticationError as exc:
-        raise BrokerUnavailable(
+        raise AccessRefused(
             f"RabbitMQ at {redact_url(target)} refused the credentials ({exc}); "
             "check the user and password in WOOFLEET_AMQP_URL."
         ) from None
+    except aiormq.exceptions.InvalidFrameError as exc:
+        if "Connection.Close" not in str(exc):
+            raise
+        raise AccessRefused(vhost_refused_message(target)) from None
     except CONNECTION_ERRORS as exc:
         raise BrokerUnavailable(broker_unavailable_message(target, exc)) from None
 

@@ -4,6 +4,8 @@
     ├── ConfigError               a setting is missing or wrong; the message names the variable
     │   └── UnknownConsumer       a consumer name not in the consumer table (lists the valid ones)
     ├── BrokerUnavailable         RabbitMQ does not answer at WOOFLEET_AMQP_URL
+    │   └── AccessRefused         ... it answers but refuses the user or vhost (also a ConfigError)
+    ├── DependencyUnavailable     another dependency (the state store...) does not answer
     ├── TopologyError             the broker's queues disagree with topology/ (names the fix)
     ├── PublishError              the broker did not take a message
     │   └── UnroutableError       no queue is bound for the routing key (mandatory publish returned)
@@ -24,12 +26,20 @@ tree from one place.
 from __future__ import annotations
 
 from contracts.errors import ContractError, WoofleetError
-from topology.errors import BrokerUnavailable, ConfigError, TopologyError, UnknownConsumer
+from topology.errors import (
+    AccessRefused,
+    BrokerUnavailable,
+    ConfigError,
+    TopologyError,
+    UnknownConsumer,
+)
 
 __all__ = [
+    "AccessRefused",
     "BrokerUnavailable",
     "ConfigError",
     "ContractError",
+    "DependencyUnavailable",
     "HandlerError",
     "PermanentError",
     "PublishError",
@@ -39,6 +49,11 @@ __all__ = [
     "UnroutableError",
     "WoofleetError",
 ]
+
+
+class DependencyUnavailable(WoofleetError):
+    """A dependency other than the broker (the state store, say) does not answer; the CLI
+    exits 3 (the setting may be right: try again once it is up)."""
 
 
 class PublishError(WoofleetError):

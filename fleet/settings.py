@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AnyUrl, Field, SecretStr, field_validator, model_validator
@@ -81,10 +81,21 @@ class Settings(BaseSettings):
     #: HTTP targets by normalised name (``erp_sync``), from ``WOOFLEET_<TARGET>_URL``.
     targets: dict[str, str] = Field(default_factory=dict)
 
-    log_level: str = "INFO"
-    log_format: str = Field("text", pattern="^(text|json)$")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     sentry_dsn: SecretStr | None = Field(None, validation_alias="SENTRY_DSN")
-    environment: str = "development"
+    #: Enumerated: a typo (``prod``) is refused, never read as development.
+    environment: Literal["development", "production"] = "development"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", "environment", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("woo_url")
     @classmethod

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from fleet.errors import ConfigError
 from fleet.state import connect_sqlite, sqlite_path
 from publisher.outgoing import Outgoing
 from publisher.store import Decide, KeptDelivery, OutboxRow, ResourceKey, SetAsideRow
@@ -144,7 +145,14 @@ class SqliteStore:
 
     @classmethod
     def open(cls, state_url: str) -> SqliteStore:
-        connection = connect_sqlite(state_url)
+        try:
+            connection = connect_sqlite(state_url)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the SQLite state store {sqlite_path(state_url)} named by "
+                f"WOOFLEET_STATE_URL ({exc}); make its directory writable or point the URL "
+                "elsewhere"
+            ) from None
         # The webhook answers 2xx once its events are committed here. A commit is in the WAL
         # at once, safe from any crash of woofleet (synchronous=NORMAL); the WAL reaches the
         # disk itself at the next checkpoint, at most CHECKPOINT_SECONDS later, in a worker

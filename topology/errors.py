@@ -22,6 +22,11 @@ class ConfigError(WoofleetError):
     """A setting or an argument is missing or invalid (the command line exits 2)."""
 
 
+class AccessRefused(BrokerUnavailable, ConfigError):
+    """RabbitMQ answers but refuses the credentials or the virtual host: a setting to fix
+    (the command line exits 2), which code retrying an absent broker still catches."""
+
+
 class UnknownConsumer(ConfigError):
     """Consumer names that are not in the consumer table; the message lists the valid ones."""
 

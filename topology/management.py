@@ -7,7 +7,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from topology.errors import BrokerUnavailable
+from topology.errors import AccessRefused, BrokerUnavailable
 
 
 class Management:
@@ -43,7 +43,7 @@ class Management:
                 "or set WOOFLEET_MANAGEMENT_URL."
             ) from None
         if response.status_code == 401:
-            raise BrokerUnavailable(
+            raise AccessRefused(
                 f"the management API at {self._display} refused the credentials; "
                 "check WOOFLEET_MANAGEMENT_URL (the user needs the management tag)."
             )

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import errno
+import socket
 
+from fleet.errors import ConfigError
 from fleet.settings import Settings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -37,14 +41,54 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from publisher.config import IngressSettings
     from publisher.webhook import serve
+    from woofleet.main import settings_problem
 
     settings: Settings = args.settings
     try:
         ingress = IngressSettings()
-    except ValueError as exc:
-        print(f"woofleet webhook: invalid configuration: {exc}")
-        return 2
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid configuration: {settings_problem(exc, IngressSettings)}"
+        ) from None
+    preflight(settings, args.host, args.port)
     serve(settings, args.host, args.port, ingress)
     return 0
+
+
+def preflight(settings: Settings, host: str, port: int) -> None:
+    """Refuse, in one line each, what would start a webhook that cannot work: no secret in
+    production, a port already taken, a state store that cannot be opened."""
+    if not settings.webhook_secrets() and settings.environment == "production":
+        raise ConfigError(
+            "WOOFLEET_WEBHOOK_SECRET is not set: every delivery would be refused with 401. "
+            "Set it to the secret of the WooCommerce webhook (WooCommerce > Settings > "
+            "Advanced > Webhooks)."
+        )
+    check_port(host, port)
+    asyncio.run(check_store(settings))
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind and release ``host:port`` the way uvicorn will, to refuse a taken port in one line."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = "is already in use: stop what listens there, or pass another --port"
+        else:
+            why = f"cannot be listened on ({exc.strerror}): check --host and --port"
+        raise ConfigError(f"{host}:{port} {why}") from None
+
+
+async def check_store(settings: Settings) -> None:
+    """Open and close the state store (ConfigError or DependencyUnavailable, in one line)."""
+    from publisher.stores import open_store
+
+    store = await open_store(settings.state_url)
+    await store.close()
