@@ -21,7 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from publisher.signature import sign
-from publisher.simulate.encoding import delivery, wp_json_encode
+from publisher.simulate.encoding import wp_json_encode
 from publisher.store import PublisherStore
 from publisher.stores import open_store
 from tests.integration.test_cli import woofleet
