@@ -210,3 +210,23 @@ def test_public_meta_order_does_not_change_the_fingerprint() -> None:
     meta = [{"id": 1, "key": "gift", "value": "yes"}, {"id": 2, "key": "note", "value": {"a": 1}}]
     one, other = order_727(meta_data=meta), order_727(meta_data=list(reversed(meta)))
     assert fingerprint(relevant_values(one)) == fingerprint(relevant_values(other))
+
+
+# -- statuses a plugin registered ----------------------------------------------------------
+
+
+def test_a_status_a_plugin_registered_drives_the_lifecycle_by_its_payment_date() -> None:
+    # A paid order moved to "shipped" (an order-status plugin), then completed.
+    assert run(
+        order_727("on-hold", date_paid_gmt=None, date_paid=None),
+        order_727("shipped", date_modified_gmt="2030-01-01T00:00:00"),
+        order_727("completed", date_modified_gmt="2030-01-02T00:00:00"),
+    ) == [["order.created"], ["order.paid"], ["order.completed"]]
+
+
+def test_an_unpaid_order_in_a_plugin_status_is_created_then_updated_not_paid() -> None:
+    unpaid = {"date_paid_gmt": None, "date_paid": None}
+    assert run(
+        order_727("awaiting-shipment", **unpaid),
+        order_727("on-hold", date_modified_gmt="2030-01-01T00:00:00", **unpaid),
+    ) == [["order.created"], ["order.updated"]]
