@@ -112,6 +112,20 @@ async def test_reconcile_emits_only_what_webhooks_missed(
     assert await store.get_cursor(cursor_name(source)) == "2026-11-28T05:00:07"
 
 
+async def test_reconcile_announces_an_order_in_a_status_a_plugin_registered(
+    woo: WooServer,
+    world: tuple[Reconciler, PublisherStore, OutboxRelay, asyncio.Queue[Captured]],
+) -> None:
+    reconciler, _, relay, inbox = world
+    woo.store.put_order(order(5, "shipped", "2026-11-28T05:00:01"))
+    report = await reconciler.run_once(since="2026-11-28T05:00:00")
+    assert await relay.flush(5) == 0
+    got = [await asyncio.wait_for(inbox.get(), 5) for _ in range(2)]
+    assert [e.routing_key for e in got] == ["order.created", "order.paid"]
+    assert got[0].body["data"]["status"] == "shipped"
+    assert report.refused == 0
+
+
 async def test_reconcile_follows_every_page(
     woo: WooServer,
     world: tuple[Reconciler, PublisherStore, OutboxRelay, asyncio.Queue[Captured]],
