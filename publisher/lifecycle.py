@@ -161,9 +161,16 @@ def modified_of(resource: dict[str, Any]) -> str:
     return normalised_gmt(resource.get("date_modified_gmt") or resource.get("date_created_gmt"))
 
 
+def _legacy_value(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except RecursionError:  # never stored by the legacy scheme: any stable text will do
+        return canonical(value).decode()
+
+
 def _public_meta(items: Any) -> list[tuple[str, str]]:
     return sorted(
-        (str(m.get("key", "")), json.dumps(m.get("value"), sort_keys=True, default=str))
+        (str(m.get("key", "")), _legacy_value(m.get("value")))
         for m in items or ()
         if isinstance(m, dict) and not str(m.get("key", "")).startswith("_")
     )
@@ -181,7 +188,7 @@ def _public_meta_values(items: Any) -> list[list[Any]]:
         if isinstance(m, dict) and not str(m.get("key", "")).startswith("_")
     ]
     if len(public) > 1:  # in a stable order whatever order WooCommerce lists them in
-        public.sort(key=lambda kv: (kv[0], orjson.dumps(kv[1], option=_SORTED, default=str)))
+        public.sort(key=lambda kv: (kv[0], canonical(kv[1])))
     return public
 
 
@@ -245,13 +252,61 @@ FINGERPRINT_SCHEME = "2:"
 _SORTED = orjson.OPT_SORT_KEYS
 
 
+def canonical(value: Any) -> bytes:
+    """``value`` as canonical JSON (sorted keys), whatever a body holds."""
+    try:
+        return orjson.dumps(value, option=_SORTED, default=str)
+    except TypeError:  # an integer past 64 bits, or nesting past orjson's 255 levels
+        pass
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()
+    except (RecursionError, TypeError, ValueError):  # nested deeper than the stack allows
+        return _canonical_iterative(value)
+
+
+class _Token(str):
+    """Text already encoded, on :func:`_canonical_iterative`'s stack."""
+
+
+def _canonical_iterative(value: Any) -> bytes:
+    """Exactly what the standard library's ``json.dumps(value, sort_keys=True,
+    ensure_ascii=False)`` writes, with an explicit stack instead of recursion: a plugin's meta
+    value nested a thousand levels deep is still an order, and its digest does not depend on
+    how deep the stack happened to be when it was taken."""
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Token):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.append("{")
+            stack.append(_Token("}"))
+            keys = sorted(item)
+            for index in range(len(keys) - 1, -1, -1):
+                key = keys[index]
+                stack.extend((item[key], _Token(_scalar(key) + ": ")))
+                if index:
+                    stack.append(_Token(", "))
+        elif isinstance(item, list | tuple):
+            out.append("[")
+            stack.append(_Token("]"))
+            for index in range(len(item) - 1, -1, -1):
+                stack.append(item[index])
+                if index:
+                    stack.append(_Token(", "))
+        else:
+            out.append(_scalar(item))
+    return "".join(out).encode()
+
+
+def _scalar(item: Any) -> str:
+    return json.dumps(item, ensure_ascii=False, default=str)
+
+
 def fingerprint(view: Any) -> str:
     """A digest of ``view`` that changes when anything in it changes (canonical JSON, sha256)."""
-    try:
-        canonical = orjson.dumps(view, option=_SORTED, default=str)
-    except TypeError:  # an integer past 64 bits: the standard library copes
-        canonical = json.dumps(view, sort_keys=True, ensure_ascii=False, default=str).encode()
-    return FINGERPRINT_SCHEME + hashlib.sha256(canonical).hexdigest()
+    return FINGERPRINT_SCHEME + hashlib.sha256(canonical(view)).hexdigest()
 
 
 def legacy_fingerprint(view: dict[str, Any]) -> str:

@@ -230,3 +230,25 @@ def test_an_unpaid_order_in_a_plugin_status_is_created_then_updated_not_paid() -
         order_727("awaiting-shipment", **unpaid),
         order_727("on-hold", date_modified_gmt="2030-01-01T00:00:00", **unpaid),
     ) == [["order.created"], ["order.updated"]]
+
+
+def test_a_meta_value_nested_a_thousand_levels_deep_is_still_an_order() -> None:
+    deep: Any = []
+    for _ in range(990):
+        deep = [deep]
+    order = order_727(meta_data=[{"id": 1, "key": "plugin", "value": deep}])
+    assert run(order, order_727(date_modified_gmt="2030-01-01T00:00:00")) == [
+        ["order.created", "order.paid"],
+        ["order.updated"],
+    ]
+    # and the digest is stable and tells values apart
+    assert fingerprint([deep]) == fingerprint([deep]) != fingerprint([[deep]])
+
+
+def test_the_deep_fallback_writes_what_the_standard_library_writes() -> None:
+    from publisher.lifecycle import _canonical_iterative
+
+    value = {"b": [1, 2.5, {"z": None, "a": "é"}, []], "a": {}, "c": [[True]]}
+    assert _canonical_iterative(value).decode() == json.dumps(
+        value, sort_keys=True, ensure_ascii=False
+    )
