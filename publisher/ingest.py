@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from contracts import order_data_from_woo, product_data_from_woo
@@ -51,6 +52,16 @@ def contract_error(kind: str, resource: dict[str, Any], exc: ValidationError) ->
     )
 
 
+#: Resource ids are stored as signed 64-bit integers (both state stores).
+MAX_ID = 2**63 - 1
+
+
+def check_id(kind: str, resource_id: int) -> None:
+    """WooCommerce ids are positive; one past 64 bits would fail the store's whole batch."""
+    if not 0 < resource_id <= MAX_ID:
+        raise Unusable(f"{kind} id {resource_id} is not a WooCommerce id (1 to 2^63-1)")
+
+
 def unusable(kind: str, resource: dict[str, Any], exc: BaseException) -> Unusable:
     """Why a body could not be turned into events, naming the error type only (no PII)."""
     if isinstance(exc, ContractError):
@@ -77,6 +88,7 @@ class Ingest:
         try:
             data = order_data_from_woo(order)
             priority = self._rules.priority_for(order)
+            check_id("order", data.id)
         except ValidationError as exc:
             raise contract_error("order", order, exc) from None
         except Exception as exc:  # whatever a body holds, it is the body's problem: kept
@@ -89,9 +101,13 @@ class Ingest:
                 plan = plan_order(order, OrderState.from_json(raw))
                 planned[:] = [plan]
                 messages[:] = order_messages(source, data, plan, priority)
+                state = plan.state.to_json() if plan.state else None
+                # The store writes it as JSON: a value it cannot hold (a refund id past 64 bits)
+                # must fail this delivery here, not the store's whole group commit.
+                orjson.dumps(state)
             except Exception as exc:  # pure work on the body: never the store's failure
                 raise unusable("order", order, exc) from None
-            return (plan.state.to_json() if plan.state else None), messages
+            return state, messages
 
         seqs = await self._store.transition(ResourceKey(source, "order", data.id), decide)
         plan = planned[0]
@@ -106,6 +122,7 @@ class Ingest:
         """Queue ``product.updated`` unless this product state was already announced."""
         try:
             data = product_data_from_woo(product)
+            check_id("product", data.id)
             modified = modified_of(product)
             view = product_fingerprint_view(product)
             print_ = fingerprint(view)

@@ -120,6 +120,9 @@ async def test_a_status_a_plugin_registered_is_carried_and_drives_the_lifecycle(
     [
         pytest.param(lambda o: o.update(refunds=[{"id": 5, "total": "abc"}]), id="refund-total"),
         pytest.param(lambda o: o.update(currency=None), id="no-currency"),
+        pytest.param(lambda o: o.update(id=2**64), id="id-past-64-bits"),
+        pytest.param(lambda o: o.update(id=-3), id="negative-id"),
+        pytest.param(lambda o: o.update(refunds=[{"id": 2**65, "total": "-1"}]), id="refund-id"),
         pytest.param(lambda o: o.update(line_items="nope"), id="line-items-not-a-list"),
     ],
 )

@@ -105,7 +105,7 @@ def signed_bodies(draw: st.DrawFn) -> bytes:
     if kind == "json":
         return json.dumps(draw(json_values)).encode()
     order = copy.deepcopy(ORDER)
-    order["id"] = draw(st.integers(1, 10**12))
+    order["id"] = draw(st.integers(1, 10**12) | st.integers(-(2**65), 2**65))
     for key in draw(st.lists(st.sampled_from(FIELDS), max_size=3)):
         if draw(st.booleans()):
             order.pop(key, None)
@@ -114,7 +114,8 @@ def signed_bodies(draw: st.DrawFn) -> bytes:
     if draw(st.booleans()) and isinstance(order.get("line_items"), list) and order["line_items"]:
         order["line_items"][0][draw(st.sampled_from(LINE_FIELDS))] = draw(json_values)
     if draw(st.booleans()):
-        order["refunds"] = [{"id": draw(st.integers(1, 99)), "total": draw(json_values)}]
+        refund_id = draw(st.integers(1, 99) | st.integers(-(2**65), 2**65) | json_values)
+        order["refunds"] = [{"id": refund_id, "total": draw(json_values)}]
     body = wp_json_encode(order)
     if kind == "deep":
         body = body.replace(b'"customer_note":""', b'"customer_note":' + b"[" * 990 + b"]" * 990)
