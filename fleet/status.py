@@ -57,6 +57,8 @@ class IngressStatus:
     kept_deliveries: int | None = None
     broker_connected: bool | None = None
     error: str = ""
+    #: Outbox rows set aside because their message can never be published.
+    set_aside_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,18 @@ def _ingress_findings(ingress: IngressStatus, limits: Thresholds) -> list[Findin
                 "woofleet ingress list",
             )
         )
+    if ingress.set_aside_rows:
+        found.append(
+            Finding(
+                "outbox_set_aside",
+                "outbox_set_aside",
+                "ingress",
+                f"{ingress.set_aside_rows} outbox row(s) set aside: they can never be published",
+                ingress.set_aside_rows,
+                0,
+                "woofleet ingress list",
+            )
+        )
     return found
 
 
@@ -337,6 +351,7 @@ def as_json(status: FleetStatus, findings: list[Finding]) -> dict[str, Any]:
             "outbox_depth": status.ingress.outbox_depth,
             "relay_lag_seconds": status.ingress.relay_lag,
             "kept_deliveries": status.ingress.kept_deliveries,
+            "outbox_set_aside": status.ingress.set_aside_rows,
             "broker_connected": status.ingress.broker_connected,
             "error": status.ingress.error,
         },

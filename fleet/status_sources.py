@@ -101,6 +101,7 @@ def ingress_status(base_url: str) -> IngressStatus:
 
     depth, lag = value("woofleet_outbox_depth"), value("woofleet_outbox_oldest_seconds")
     kept, broker = value("woofleet_ingress_kept_deliveries"), value("woofleet_broker_up")
+    aside = value("woofleet_outbox_set_aside_rows")
     return IngressStatus(
         url,
         reachable=True,
@@ -108,6 +109,7 @@ def ingress_status(base_url: str) -> IngressStatus:
         relay_lag=lag,
         kept_deliveries=None if kept is None else int(kept),
         broker_connected=None if broker is None else broker >= 1,
+        set_aside_rows=None if aside is None else int(aside),
     )
 
 

@@ -197,7 +197,8 @@ def _print(console: Console, status: FleetStatus, findings: list[Finding]) -> No
         console.print(
             f"ingress {ingress.url}: outbox {ingress.outbox_depth}, relay lag "
             f"{_age(ingress.relay_lag or 0.0)}, kept deliveries "
-            f"{'?' if ingress.kept_deliveries is None else ingress.kept_deliveries}, broker "
+            f"{'?' if ingress.kept_deliveries is None else ingress.kept_deliveries}, "
+            f"outbox rows set aside {ingress.set_aside_rows or 0}, broker "
             f"{'connected' if ingress.broker_connected else 'not connected'}"
         )
     if status.webhooks is None:

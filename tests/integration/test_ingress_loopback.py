@@ -164,8 +164,11 @@ async def test_kept_deliveries_are_listed_shown_counted_and_replayed_once(
     assert "x-wc-webhook-topic: order.updated" in shown.stdout
     assert shown.stdout.rstrip().endswith(body.decode())
     assert "woofleet_webhook_kept_total 1.0" in webhook.client.get("/metrics").text
-    status = woofleet("status", env=cli_env)
-    assert "kept deliveries 1" in status.stdout and status.returncode == 1
+    status = woofleet("status", "--ingress", webhook.url, "--json", env=cli_env)
+    assert status.returncode == 1, status.stderr
+    report = json.loads(status.stdout)
+    assert report["ingress"]["kept_deliveries"] == 1
+    assert "kept_deliveries" in {f["kind"] for f in report["findings"]}
     # When the cause is fixed (here: the stored body repaired, as a newer woofleet would read
     # it) and it is replayed, twice
     repaired = wp_json_encode(copy.deepcopy(ORDER) | {"id": 4242})

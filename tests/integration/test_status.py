@@ -217,6 +217,7 @@ async def test_breaker_from_consumer_metrics_and_outbox_from_the_ingress(
         "outbox_depth": 0,
         "relay_lag_seconds": 0.0,
         "kept_deliveries": 0,
+        "outbox_set_aside": 0,
         "broker_connected": True,
         "error": "",
     }

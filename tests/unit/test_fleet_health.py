@@ -148,3 +148,13 @@ def test_a_delayed_consumer_waits_from_the_end_of_its_delay() -> None:
     assert _waited(now=week + 100, published=0, delay=week) == 100
     assert _waited(now=100, published=0, delay=None) == 100
     assert _waited(now=100, published=150, delay=None) == 0
+
+
+def test_outbox_rows_set_aside_are_a_finding() -> None:
+    ingress = IngressStatus("http://in", True, 0, None, 0, True, set_aside_rows=2)
+    [finding] = evaluate(fleet(consumer(), ingress=ingress))
+    assert (finding.kind, finding.value, finding.command) == (
+        "outbox_set_aside",
+        2,
+        "woofleet ingress list",
+    )
