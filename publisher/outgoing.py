@@ -11,6 +11,7 @@ import pika
 from pamqp import commands as spec
 
 from contracts import message_body, message_properties
+from contracts.messages import amqp_timestamp
 from contracts.envelope import Envelope
 
 
@@ -45,6 +46,9 @@ class Outgoing:
         timestamp = props.pop("timestamp", None)
         if isinstance(timestamp, str):
             timestamp = datetime.fromisoformat(timestamp)
+        if timestamp is not None:
+            # Rows queued before the contract left pre-1970 dates out still hold them.
+            timestamp = amqp_timestamp(timestamp)
         return props, timestamp
 
     def amqp_properties(self) -> spec.Basic.Properties:

@@ -48,8 +48,14 @@ def order(order_id: int, **changes: Any) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-async def harness(settings: Settings, connection: AbstractRobustConnection) -> Any:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def harness(
+    settings: Settings, connection: AbstractRobustConnection, request: pytest.FixtureRequest
+) -> Any:
+    if request.param == "postgresql":
+        settings = settings.model_copy(
+            update={"state_url": request.getfixturevalue("postgres_url")}
+        )
     async with open_harness(settings, connection) as opened:
         yield opened
 
@@ -70,37 +76,45 @@ async def test_an_order_created_before_1970_is_published_and_blocks_nothing(
     assert by_order[9001].body["occurred_at"].startswith("1969-07-20T20:17:40")
 
 
+def row(message_id: str, **properties: Any) -> Outgoing:
+    return Outgoing(
+        "order.created",
+        b"{}",
+        {
+            "message_id": message_id,
+            "type": "order.created",
+            "content_type": "application/json",
+            "delivery_mode": 2,
+            "priority": 0,
+            "headers": {},
+            **properties,
+        },
+    )
+
+
 async def test_an_outbox_row_that_cannot_be_published_is_set_aside_and_the_rest_flow(
     harness: Harness,
 ) -> None:
     store = harness.app.store
-    # Given a row queued by an older version, whose timestamp no AMQP message can carry
-    poison = Outgoing(
-        "order.created",
-        b"{}",
-        {
-            "message_id": "poison-1",
-            "type": "order.created",
-            "content_type": "application/json",
-            "delivery_mode": 2,
-            "timestamp": "1969-07-20T20:17:40+00:00",
-            "priority": 0,
-            "headers": {},
-        },
-    )
-    await store.transition(ResourceKey(SOURCE, "order", 1), lambda _: (None, [poison]))
-    # When a normal delivery follows it
+    # Given rows queued by an older version: one whose priority no AMQP message can carry,
+    # and one with a timestamp before 1970 (which the properties now leave out)
+    poison = row("poison-1", priority=300)
+    old = row("old-1969", timestamp="1969-07-20T20:17:40+00:00")
+    await store.transition(ResourceKey(SOURCE, "order", 1), lambda _: (None, [poison, old]))
+    # When a normal delivery follows them
     assert (await harness.send("order.created", order(9003, status="on-hold"))).status_code == 200
-    # Then that delivery's event is published, the poison row is set aside with its reason
-    # and counted, and the outbox is empty
-    [event] = await harness.events(1)
-    assert event.body["data"]["id"] == 9003
+    # Then the 1969 row and the delivery's event are published, the poison row is set aside
+    # with its reason and counted, and the outbox is empty
+    events = await harness.events(2)
+    assert [e.message_id for e in events][0] == "old-1969"
+    assert events[1].body["data"]["id"] == 9003
     aside = await store.set_aside_rows(10)
-    assert [row.message.message_id for row in aside] == ["poison-1"]
-    assert aside[0].reason
+    assert [r.message.message_id for r in aside] == ["poison-1"]
+    assert "cannot be encoded" in aside[0].reason
     await depth_reaches_zero(store)
     metrics = (await harness.client.get("/metrics")).text
     assert "woofleet_outbox_set_aside_total 1.0" in metrics
+    assert "woofleet_outbox_set_aside_rows 1.0" in metrics
 
 
 async def test_a_status_a_plugin_registered_is_carried_and_drives_the_lifecycle(
