@@ -11,8 +11,8 @@ import pika
 from pamqp import commands as spec
 
 from contracts import message_body, message_properties
-from contracts.messages import amqp_timestamp
 from contracts.envelope import Envelope
+from contracts.messages import amqp_timestamp
 
 
 @dataclass(frozen=True)
