@@ -12,6 +12,10 @@ from contracts.orders import OrderData
 from publisher.lifecycle import Plan, PlannedEvent
 from publisher.outgoing import Outgoing
 
+#: The WooCommerce webhook topics woofleet handles (``order.deleted`` yields no event).
+ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.deleted", "order.restored"})
+PRODUCT_TOPICS = frozenset({"product.created", "product.updated"})
+
 
 def normalised_source(source: str) -> str:
     """``https://shop.example/`` (X-WC-Webhook-Source) and the REST base URL name one store."""

@@ -15,12 +15,9 @@ from typing import Any
 import orjson
 
 from fleet.errors import ContractError
-from publisher.events import normalised_source
+from publisher.events import ORDER_TOPICS, PRODUCT_TOPICS, normalised_source
 from publisher.ingest import Ingest
 from publisher.store import KeptDelivery, PublisherStore
-
-ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.restored"})
-PRODUCT_TOPICS = frozenset({"product.created", "product.updated"})
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ async def replay_one(ingest: Ingest, kept: KeptDelivery, store_url: str | None) 
         return Replayed(kept.id, error="the body is not an object with an id")
     source = source_of(kept, store_url)
     try:
-        if kept.topic in ORDER_TOPICS:
+        if kept.topic in ORDER_TOPICS and kept.topic != "order.deleted":
             result = await ingest.order(source, payload)
         elif kept.topic in PRODUCT_TOPICS:
             result = await ingest.product(source, payload)

@@ -40,7 +40,7 @@ from fleet.settings import Settings
 from publisher.carrier import CARRIER_PATH, CarrierWebhook
 from publisher.config import IngressSettings
 from publisher.confirming_channel import open_confirming_channel
-from publisher.events import normalised_source
+from publisher.events import ORDER_TOPICS, PRODUCT_TOPICS, normalised_source
 from publisher.ingest import Ingest, IngestResult
 from publisher.metrics import IngressMetrics
 from publisher.outbox import OutboxRelay
@@ -51,8 +51,6 @@ from publisher.stores import open_store
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/woocommerce"
-ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.deleted", "order.restored"})
-PRODUCT_TOPICS = frozenset({"product.created", "product.updated"})
 _PING = re.compile(rb"webhook_id=\d+")
 #: How often the webhook logs what it received (per-delivery lines are DEBUG).
 SUMMARY_SECONDS = 30
