@@ -349,7 +349,7 @@ class ChaosFleet:
             else:
                 sent.statuses[str(response.status_code)] += 1
                 if response.is_success:
-                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                    with contextlib.suppress(ValueError, KeyError, TypeError, RecursionError):
                         sent.accepted_orders.add(int(json.loads(item.body)["id"]))
             finally:
                 slots.release()
