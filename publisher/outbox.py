@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
 from fleet.errors import PublishError, TopologyError, UnroutableError
-from publisher.confirming_channel import ConfirmingChannel
+from publisher.outgoing import EventChannel
 from publisher.store import OutboxRow, PublisherStore
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ MAX_DEFER_SECONDS = 0.1
 UNENCODABLE = (struct.error, TypeError, ValueError, OverflowError)
 
 #: Opens the channel the relay publishes on (see publisher.confirming_channel).
-Connect = Callable[[], Awaitable[ConfirmingChannel]]
+Connect = Callable[[], Awaitable[EventChannel]]
 
 
 def relay_holder_id() -> str:
@@ -67,7 +67,7 @@ def relay_holder_id() -> str:
 
 
 class OutboxRelay:
-    """Drains ``store``'s outbox to ``woo.events`` through a :class:`ConfirmingChannel`."""
+    """Drains ``store``'s outbox to ``woo.events`` through an :class:`EventChannel`."""
 
     def __init__(
         self,
@@ -91,7 +91,7 @@ class OutboxRelay:
         # Rows whose message could not be encoded, waiting to be moved out of the outbox.
         self._unsendable: list[tuple[int, str]] = []
         self.holder = relay_holder_id()
-        self._publisher: ConfirmingChannel | None = None
+        self._publisher: EventChannel | None = None
         self._wake = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[None]] = {}
         self._done: OrderedDict[int, None] = OrderedDict()

@@ -1,14 +1,15 @@
-"""An event ready for the wire: routing key, body bytes and AMQP properties (storable as JSON)."""
+"""An event ready for the wire (routing key, body bytes, AMQP properties storable as JSON), and
+:class:`EventChannel`, the one publishing client's interface (see publisher.confirming_channel)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pika
-from pamqp import commands as spec
 
 from contracts import message_body, message_properties
 from contracts.envelope import Envelope
@@ -39,9 +40,9 @@ class Outgoing:
             properties=dict(message_properties(envelope, priority=priority)),
         )
 
-    def _split_timestamp(self) -> tuple[dict[str, Any], datetime | None]:
-        """The properties without their timestamp, and the timestamp (stored rows hold it as
-        ISO 8601 text)."""
+    def pika_properties(self) -> pika.BasicProperties:
+        """The properties as pika writes them (the timestamp, stored as ISO 8601 text, in whole
+        seconds)."""
         props = dict(self.properties)
         timestamp = props.pop("timestamp", None)
         if isinstance(timestamp, str):
@@ -49,19 +50,6 @@ class Outgoing:
         if timestamp is not None:
             # Rows queued before the contract left pre-1970 dates out still hold them.
             timestamp = amqp_timestamp(timestamp)
-        return props, timestamp
-
-    def amqp_properties(self) -> spec.Basic.Properties:
-        """The properties as aiormq (under aio-pika) writes them."""
-        props, timestamp = self._split_timestamp()
-        # AMQP's "type" property is "message_type" in this driver.
-        return spec.Basic.Properties(
-            message_type=props.pop("type", None), timestamp=timestamp, **props
-        )
-
-    def pika_properties(self) -> pika.BasicProperties:
-        """The properties as pika writes them (the timestamp in whole seconds)."""
-        props, timestamp = self._split_timestamp()
         seconds = int(timestamp.timestamp()) if timestamp is not None else None
         return pika.BasicProperties(timestamp=seconds, **props)
 
@@ -74,3 +62,19 @@ class Outgoing:
         return cls(
             routing_key=routing_key, body=bytes(body), properties=orjson.loads(properties_json)
         )
+
+
+class EventChannel(Protocol):
+    """A confirming channel to one exchange: what the outbox relay publishes through.
+
+    :meth:`publish` sends persistent, mandatory; its future resolves once the broker confirmed
+    the message, or fails with :class:`~fleet.errors.UnroutableError` (nothing bound) or
+    :class:`~fleet.errors.PublishError` (nacked, or the channel went away).
+    """
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def publish(self, item: Outgoing) -> asyncio.Future[None]: ...
+
+    async def close(self) -> None: ...

@@ -1,23 +1,39 @@
-"""The relay's confirming channel (pika on the asyncio loop) against the real broker."""
+"""The one publishing client, the relay's confirming channel (pika on the asyncio loop), against
+the real broker."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from contracts import ProductEvent, event_id_for
+from contracts.catalog import ProductData
 from fleet.errors import BrokerUnavailable, PublishError, TopologyError, UnroutableError
 from fleet.settings import Settings
 from publisher.confirming_channel import open_confirming_channel
 from publisher.outgoing import Outgoing
-from tests.integration.test_publisher_confirmed import NOW
-from tests.integration.test_publisher_confirmed import event as product_event
 from tests.support.net import free_port
 from topology.names import EVENTS_EXCHANGE
 
 pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
+
+
+def product_event(n: int) -> ProductEvent:
+    data = ProductData(id=n, name=f"Product {n}", stock_quantity=n, date_modified_gmt=NOW)
+    return ProductEvent(
+        event_id=event_id_for("https://shop.example", n, "product.updated", NOW.isoformat()),
+        event_type="product.updated",
+        schema_version=1,
+        occurred_at=NOW,
+        source="https://shop.example",
+        data=data,
+    )
 
 
 def event(n: int, event_type: str = "product.updated") -> Outgoing:
@@ -117,6 +133,21 @@ async def test_an_unroutable_event_fails_alone(
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], UnroutableError)
     assert "catalog.price_update" in str(results[1])
+
+
+async def test_the_channel_stays_usable_after_a_returned_event(
+    settings: Settings, connection: AbstractRobustConnection
+) -> None:
+    queue = await events_queue(connection)
+    channel = await open_confirming_channel(settings, name="test")
+    try:
+        with pytest.raises(UnroutableError, match="topology apply"):
+            await asyncio.wait_for(channel.publish(event(1, "catalog.price_update")), 5)
+        await asyncio.wait_for(channel.publish(event(2)), 5)
+    finally:
+        await channel.close()
+    message = await queue.get(timeout=5, no_ack=True)
+    assert message.message_id == event(2).message_id
 
 
 async def test_a_nack_is_a_publish_error(
