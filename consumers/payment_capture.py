@@ -260,7 +260,7 @@ class PaymentCaptureHandler:
 
 
 def build(settings: Settings) -> Handler:
-    methods = (m.strip() for m in settings.payment_capture_methods.split(",") if m.strip())
+    methods = settings.payment_capture_methods
     return PaymentCaptureHandler(
         target_from_settings(settings, "payment_capture", timeout=20),
         methods,

@@ -138,7 +138,7 @@ class PushNotifyHandler:
 
 
 def targets_from_settings(settings: Settings) -> list[str]:
-    tokens = [t.strip() for t in settings.fcm_tokens.split(",") if t.strip()]
+    tokens = settings.fcm_tokens
     topic = settings.fcm_topic.strip()
     return tokens + ([f"topic:{topic}"] if topic else [])
 

@@ -16,6 +16,8 @@ FIRST_FAILED_HEADER = "woofleet-first-failed-at"
 LAST_FAILED_HEADER = "woofleet-last-failed-at"
 CONSUMER_HEADER = "woofleet-consumer"
 
+#: The highest AMQP priority an event carries, and every work queue's x-max-priority (RabbitMQ
+#: advises at most 5 levels; more cost memory and CPU per queue).
 MAX_PRIORITY = 5
 
 #: AMQP's timestamp property is an unsigned 64-bit count of seconds since 1970: earlier dates

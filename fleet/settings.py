@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AnyUrl, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AnyUrl, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from contracts.messages import MAX_PRIORITY
+
+MIB = 1024 * 1024
+#: A list given as comma-separated words in its variable (``a,b``), not as JSON.
+CommaList = Annotated[list[str], NoDecode]
+#: A mapping given as ``KEY=value`` pairs separated by commas (``THB=15000,JPY=75000``).
+CommaMapping = Annotated[dict[str, Decimal], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -40,14 +53,14 @@ class Settings(BaseSettings):
 
     #: Payment methods whose orders are only authorised at checkout and captured by woofleet
     #: (comma-separated gateway ids, e.g. ``stripe,stripe_cc``); order meta can also mark it.
-    payment_capture_methods: str = ""
+    payment_capture_methods: CommaList = Field(default_factory=list)
     #: Loyalty points per whole unit of an order's total.
     loyalty_points_per_unit: Decimal = Decimal("1")
 
     #: push-notify: the Firebase service-account JSON key (from a Secret); unset = dev sink.
     fcm_credentials_file: Path | None = None
     #: Device registration tokens of the shop's app (comma-separated): one push each.
-    fcm_tokens: str = ""
+    fcm_tokens: CommaList = Field(default_factory=list)
     #: An FCM topic the shop's app subscribes to (one push to it), instead of or besides tokens.
     fcm_topic: str = ""
     #: The FCM HTTP v1 API; the project id comes from the key file.
@@ -78,8 +91,38 @@ class Settings(BaseSettings):
     #: ``<var_dir>/seller.toml``. In Kubernetes, mount it from a ConfigMap.
     seller_file: Path | None = None
 
-    #: HTTP targets by normalised name (``erp_sync``), from ``WOOFLEET_<TARGET>_URL``.
+    #: HTTP targets by normalised name (``erp_sync``), from ``WOOFLEET_<TARGET>_URL`` (see
+    #: :class:`_TargetUrls`).
     targets: dict[str, str] = Field(default_factory=dict)
+
+    # -- the ingress (webhook, relay, reconciler) ---------------------------------------------
+    #: Largest webhook body accepted (413 above it); WooCommerce orders are a few KiB.
+    webhook_max_body_bytes: int = Field(MIB, gt=0)
+    #: How long a delivery waits for the broker's confirms before answering from the outbox.
+    #: 0 (default): answer as soon as the events are committed to the outbox (in order, relayed
+    #: from there; on SQLite fsync'd within a second, see publisher.store_sqlite); a delivery
+    #: is then never slower than that commit.
+    webhook_confirm_wait_seconds: float = Field(0.0, ge=0)
+    #: The address WooCommerce delivers to (e.g. https://hooks.shop.example/webhooks/woocommerce),
+    #: for the webhook health check; empty: any address ending in /webhooks/woocommerce.
+    webhook_endpoint: str = ""
+    #: Longest pause between the relay's attempts to reach an absent broker.
+    outbox_retry_max_seconds: float = Field(10.0, gt=0)
+
+    priority_default: int = Field(0, ge=0, le=MAX_PRIORITY)
+    #: Comma-separated words; a shipping method title containing one makes the order express.
+    priority_express_keywords: CommaList = Field(default_factory=lambda: ["express"])
+    priority_express: int = Field(4, ge=0, le=MAX_PRIORITY)
+    priority_vip_meta_key: str = "_vip_customer"
+    priority_vip: int = Field(MAX_PRIORITY, ge=0, le=MAX_PRIORITY)
+    priority_high_total: Decimal = Decimal("500")
+    #: Per-currency thresholds, e.g. ``THB=15000,JPY=75000``; others use priority_high_total.
+    priority_high_total_by_currency: CommaMapping = Field(default_factory=dict)
+    priority_high_total_level: int = Field(3, ge=0, le=MAX_PRIORITY)
+
+    #: The reconciler asks for orders modified after (cursor - overlap): same-second changes
+    #: and late commits are not lost; what was already handled emits nothing.
+    reconcile_overlap_seconds: float = Field(120.0, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -101,6 +144,46 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator(
+        "payment_capture_methods", "fcm_tokens", "priority_express_keywords", mode="before"
+    )
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [word.strip() for word in value.split(",") if word.strip()]
+        return value
+
+    @field_validator("priority_high_total_by_currency", mode="before")
+    @classmethod
+    def _comma_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs = {}
+        for item in value.split(","):
+            if item.strip():
+                key, sep, amount = item.partition("=")
+                if not sep:
+                    raise ValueError(f"expected KEY=value pairs separated by commas, got {item!r}")
+                pairs[key.strip().upper()] = amount.strip()
+        return pairs
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _TargetUrls(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     def check_shared_state(self) -> None:
         """Refuse SQLite state in production, where replicas must share one outbox and ledger."""
@@ -124,20 +207,23 @@ class Settings(BaseSettings):
         """``WOOFLEET_<TARGET>_URL`` for an HTTP target, or None for its dev sink."""
         return self.targets.get(target_key(target)) or None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _collect_targets(cls, values: Any) -> Any:
-        # One WOOFLEET_<TARGET>_URL per HTTP target: the set of targets is open-ended, so they
-        # are gathered from the environment here, once, instead of being declared as fields.
-        if isinstance(values, dict) and "targets" not in values:
-            known = {f"WOOFLEET_{name.upper()}" for name in cls.model_fields}
-            values = dict(values)
-            values["targets"] = {
-                target_key(key[len("WOOFLEET_") : -len("_URL")]): value.strip()
-                for key, value in os.environ.items()
-                if key.startswith("WOOFLEET_") and key.endswith("_URL") and key not in known
-            }
-        return values
+
+class _TargetUrls(EnvSettingsSource):
+    """``targets`` from one ``WOOFLEET_<TARGET>_URL`` per HTTP target: the set of targets is
+    open-ended, so they are the ``WOOFLEET_*_URL`` variables that name no field."""
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = "WOOFLEET_"
+        fields = {f"{prefix}{name}".upper() for name in self.settings_cls.model_fields}
+        targets = {
+            target_key(key[len(prefix) : -len("_URL")]): value.strip()
+            for key, value in ((k.upper(), v) for k, v in self.env_vars.items())
+            if key.startswith(prefix)
+            and key.endswith("_URL")
+            and key not in fields
+            and value is not None
+        }
+        return {"targets": targets} if targets else {}
 
 
 def target_key(target: str) -> str:

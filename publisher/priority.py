@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from contracts.messages import MAX_PRIORITY
+from fleet.settings import Settings
 
 _FALSE_VALUES = frozenset({"", "0", "no", "false", "off"})
 
@@ -35,6 +36,20 @@ class PriorityRules:
         for level in (self.default, self.express, self.vip, self.high_total_level):
             if not 0 <= level <= MAX_PRIORITY:
                 raise ValueError(f"priorities are 0-{MAX_PRIORITY}, not {level}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PriorityRules:
+        """The rules of the ``WOOFLEET_PRIORITY_*`` variables."""
+        return cls(
+            default=settings.priority_default,
+            express_keywords=tuple(settings.priority_express_keywords),
+            express=settings.priority_express,
+            vip_meta_key=settings.priority_vip_meta_key,
+            vip=settings.priority_vip,
+            high_total=settings.priority_high_total,
+            high_total_by_currency=dict(settings.priority_high_total_by_currency),
+            high_total_level=settings.priority_high_total_level,
+        )
 
     def priority_for(self, order: dict[str, Any]) -> int:
         level = self.default

@@ -38,12 +38,12 @@ from starlette.types import Receive, Scope, Send
 from fleet.errors import ContractError
 from fleet.settings import Settings
 from publisher.carrier import CARRIER_PATH, CarrierWebhook
-from publisher.config import IngressSettings
 from publisher.confirming_channel import open_confirming_channel
 from publisher.events import ORDER_TOPICS, PRODUCT_TOPICS, normalised_source
 from publisher.ingest import Ingest, IngestResult
 from publisher.metrics import IngressMetrics
 from publisher.outbox import OutboxRelay
+from publisher.priority import PriorityRules
 from publisher.signature import signing_keys, verify
 from publisher.store import PublisherStore
 from publisher.stores import open_store
@@ -119,12 +119,10 @@ class WebhookApp:
     def __init__(
         self,
         settings: Settings,
-        ingress: IngressSettings | None = None,
         *,
         amqp_url: str | None = None,
     ) -> None:
         self.settings = settings
-        self.ingress = ingress or IngressSettings()
         self.metrics = IngressMetrics()
         self._keys = signing_keys(settings.webhook_secrets())
         self._amqp_url = amqp_url
@@ -162,7 +160,7 @@ class WebhookApp:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         self._store = await open_store(self.settings.state_url)
-        self._ingest = Ingest(self._store, self.ingress.priority_rules())
+        self._ingest = Ingest(self._store, PriorityRules.from_settings(self.settings))
         self.relay = OutboxRelay(
             self._store,
             lambda: open_confirming_channel(
@@ -170,10 +168,10 @@ class WebhookApp:
             ),
             on_published=self.metrics.events_published.inc,
             on_set_aside=self.metrics.set_aside.inc,
-            max_backoff=self.ingress.outbox_retry_max_seconds,
+            max_backoff=self.settings.outbox_retry_max_seconds,
             # Answering from the outbox commit: publishing may wait for a gap in deliveries.
             # Waiting for confirms: it must not.
-            idle=self._idle if self.ingress.webhook_confirm_wait_seconds == 0 else None,
+            idle=self._idle if self.settings.webhook_confirm_wait_seconds == 0 else None,
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox relay")
         self._summary_task = asyncio.create_task(self._summaries(), name="webhook summaries")
@@ -236,10 +234,10 @@ class WebhookApp:
 
     async def _receive(self, headers: dict[str, str], receive: Receive) -> tuple[str, Answer]:
         try:
-            body = await read_limited(headers, receive, self.ingress.webhook_max_body_bytes)
+            body = await read_limited(headers, receive, self.settings.webhook_max_body_bytes)
         except TooLarge:
             log.warning(
-                "webhook: refused a body over %d bytes (413)", self.ingress.webhook_max_body_bytes
+                "webhook: refused a body over %d bytes (413)", self.settings.webhook_max_body_bytes
             )
             return "too_large", (413, {"error": "body too large"})
         signature = headers.get("x-wc-webhook-signature")
@@ -321,9 +319,9 @@ class WebhookApp:
         relay = self.relay
         if relay is None or not result.seqs:
             return
-        if relay.is_leader and relay.publishing and self.ingress.webhook_confirm_wait_seconds > 0:
+        if relay.is_leader and relay.publishing and self.settings.webhook_confirm_wait_seconds > 0:
             confirmed = await relay.wait_published(
-                result.seqs, self.ingress.webhook_confirm_wait_seconds
+                result.seqs, self.settings.webhook_confirm_wait_seconds
             )
             if not confirmed:
                 log.warning("webhook: broker slow to confirm; events stay in the outbox")
@@ -403,11 +401,11 @@ class WebhookApp:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def serve(settings: Settings, host: str, port: int, ingress: IngressSettings | None = None) -> None:
+def serve(settings: Settings, host: str, port: int) -> None:
     """Run the ingress on uvicorn until SIGINT/SIGTERM."""
     import uvicorn
 
-    app = WebhookApp(settings, ingress)
+    app = WebhookApp(settings)
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stall every delivery in flight for their whole length.
     gc.freeze()

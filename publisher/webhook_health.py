@@ -104,9 +104,7 @@ async def check_webhooks_async(client: WooRest, expected_url: str = "") -> Webho
 
 def check_webhooks(settings: Settings, expected_url: str | None = None) -> WebhookReport:
     """List the store's webhooks (GET /webhooks) and report the ones that need a person."""
-    from publisher.config import IngressSettings
-
-    expected = expected_url if expected_url is not None else IngressSettings().webhook_endpoint
+    expected = expected_url if expected_url is not None else settings.webhook_endpoint
 
     async def run() -> WebhookReport:
         try:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from contracts.messages import MAX_PRIORITY as MAX_PRIORITY  # declared with the contract
 from topology import names
 from topology.errors import UnknownConsumer
 from topology.model import (
@@ -25,8 +26,6 @@ from topology.model import (
     Topology,
 )
 
-#: RabbitMQ advises at most 5 priority levels; more cost memory and CPU per queue.
-MAX_PRIORITY = 5
 DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 2, 4, 8, 16)
 #: Dead-letter queues refuse new messages past this many, so a flood cannot fill the disk; the
 #: runtime then keeps the original in its work queue (nothing is lost) and reports it.

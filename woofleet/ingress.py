@@ -124,15 +124,15 @@ async def _show(store: PublisherStore, ids: list[int]) -> int:
 async def _replay(
     settings: Settings, store: PublisherStore, ids: list[int], everything: bool
 ) -> int:
-    from publisher.config import IngressSettings
     from publisher.confirming_channel import open_confirming_channel
     from publisher.ingest import Ingest
     from publisher.outbox import OutboxRelay
+    from publisher.priority import PriorityRules
     from publisher.replay import replay_kept
 
     if everything:
         ids = [k.id for k in await store.kept_deliveries(1_000_000)]
-    ingest = Ingest(store, IngressSettings().priority_rules())
+    ingest = Ingest(store, PriorityRules.from_settings(settings))
     outcomes = await replay_kept(store, ingest, settings.woo_url or None, ids)
     failed = 0
     for outcome in outcomes:

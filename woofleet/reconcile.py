@@ -51,28 +51,23 @@ def run(args: argparse.Namespace) -> int:
 
 async def _reconcile(settings: Settings, every: float | None, since: str | None) -> int:
     from fleet.woo_rest import WooRest
-    from publisher.config import IngressSettings
     from publisher.confirming_channel import open_confirming_channel
     from publisher.events import normalised_source
     from publisher.ingest import Ingest
     from publisher.outbox import OutboxRelay
+    from publisher.priority import PriorityRules
     from publisher.reconcile import Reconciler
     from publisher.stores import open_store
 
-    try:
-        ingress = IngressSettings()
-    except ValueError as exc:
-        print(f"woofleet reconcile: invalid configuration: {exc}")
-        return 2
     client = WooRest.from_settings(settings)
     store = await open_store(settings.state_url)
     relay = OutboxRelay(store, lambda: open_confirming_channel(settings, name="woofleet reconcile"))
     reconciler = Reconciler(
         client,
-        Ingest(store, ingress.priority_rules()),
+        Ingest(store, PriorityRules.from_settings(settings)),
         store,
         source=normalised_source(settings.woo_url),
-        overlap_seconds=ingress.reconcile_overlap_seconds,
+        overlap_seconds=settings.reconcile_overlap_seconds,
     )
     stop = asyncio.Event()
     if every is not None:

@@ -41,21 +41,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from publisher.config import IngressSettings
     from publisher.webhook import serve
-    from woofleet.main import settings_problem
 
     settings: Settings = args.settings
-    try:
-        ingress = IngressSettings()
-    except ValidationError as exc:
-        raise ConfigError(
-            f"invalid configuration: {settings_problem(exc, IngressSettings)}"
-        ) from None
     preflight(settings, args.host, args.port)
-    serve(settings, args.host, args.port, ingress)
+    serve(settings, args.host, args.port)
     return 0
 
 

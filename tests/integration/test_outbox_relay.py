@@ -18,7 +18,6 @@ from aio_pika.abc import AbstractRobustConnection
 from pydantic import SecretStr
 
 from fleet.settings import Settings
-from publisher.config import IngressSettings
 from publisher.confirming_channel import open_confirming_channel
 from publisher.lifecycle import OrderState, plan_order
 from publisher.outbox import MAX_DEFER_SECONDS, SEND_CHUNK, OutboxRelay
@@ -86,8 +85,9 @@ async def away_broker(
 
     closed_port_url = f"amqp://guest:guest@127.0.0.1:{forwarder.port}/{q(vhost)}"
     app = WebhookApp(
-        webhook_settings(settings, amqp_url=SecretStr(closed_port_url)),
-        IngressSettings(outbox_retry_max_seconds=0.5),
+        webhook_settings(
+            settings, amqp_url=SecretStr(closed_port_url), outbox_retry_max_seconds=0.5
+        ),
     )
     await app.start()
     async with httpx.AsyncClient(

@@ -258,7 +258,7 @@ async def test_the_runtime_pushes_a_paid_order_once_however_often_it_is_delivere
     settings = settings.model_copy(
         update={
             "fcm_credentials_file": fcm.write_key(tmp_path),
-            "fcm_tokens": TOKENS[0],
+            "fcm_tokens": [TOKENS[0]],
             "fcm_url": fcm.server.url,
         }
     )

@@ -18,7 +18,6 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import SecretStr
 
 from fleet.settings import Settings
-from publisher.config import IngressSettings
 from publisher.simulate.encoding import Delivery, delivery, ping, wp_json_encode
 from publisher.webhook import WEBHOOK_PATH, WebhookApp
 from topology.names import EVENTS_EXCHANGE
@@ -105,7 +104,7 @@ async def open_harness(
     """A started WebhookApp with a client on it and a capture of woo.events."""
     inbox: asyncio.Queue[Captured] = asyncio.Queue()
     channel = await capture_events(connection, inbox)
-    app = WebhookApp(webhook_settings(settings, **overrides), IngressSettings())
+    app = WebhookApp(webhook_settings(settings, **overrides))
     await app.start()
     transport = httpx.ASGITransport(app=app.asgi)
     try:
