@@ -24,7 +24,6 @@ request or response body: those carry shopper data.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import json
 import logging
@@ -42,6 +41,7 @@ import httpx
 
 from consumers.adapters.target_metrics import observe_request
 from fleet.errors import PermanentError, TransientError
+from fleet.retry_after import parse_retry_after
 from fleet.settings import Settings, target_key
 
 log = logging.getLogger("consumers.http_target")
@@ -95,23 +95,6 @@ def _netloc(parts: SplitResult) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{host}:{parts.port}" if parts.port else host
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = time.time() if now is None else now
-    return max(when.timestamp() - current, 0.0)
 
 
 @functools.cache

@@ -37,8 +37,8 @@ from typing import Any, Protocol
 import httpx
 import jwt
 
-from consumers.adapters.http_target import parse_retry_after
 from fleet.errors import ConfigError, PermanentError, TransientError
+from fleet.retry_after import parse_retry_after
 from fleet.settings import Settings
 
 log = logging.getLogger("consumers.push")

@@ -15,7 +15,6 @@ import pytest
 from consumers.adapters.http_target import (
     HttpTargetClient,
     JsonlTargetSink,
-    parse_retry_after,
     safe_url,
     target_from_settings,
 )
@@ -202,13 +201,6 @@ def test_the_factory_reads_target_urls_from_the_environment(
     assert isinstance(
         target_from_settings(Settings(var_dir=tmp_path), "erp_sync"), HttpTargetClient
     )
-
-
-def test_retry_after_parsing() -> None:
-    assert parse_retry_after("120") == 120.0
-    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480 - 30) == 30.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480 + 30) == 0.0
 
 
 def test_safe_url_drops_credentials_and_query() -> None:
