@@ -2,8 +2,8 @@
 
 Authentication follows what WooCommerce accepts: HTTP Basic with the consumer key and secret
 over HTTPS; over plain HTTP WooCommerce refuses Basic and wants OAuth 1.0a one-legged request
-signing (RFC 5849, HMAC-SHA256 or HMAC-SHA1, parameters in the query string, the consumer
-secret followed by ``&`` as key). 429 and 5xx answers are retried with backoff; 401/403 become
+signing (RFC 5849 through oauthlib, HMAC-SHA256 or HMAC-SHA1, parameters in the query
+string). 429 and 5xx answers are retried with backoff; 401/403 become
 a :class:`~fleet.errors.PermanentError` that names the permission the key lacks.
 
 Errors: :class:`~fleet.errors.TransientError` (may work later: timeouts, refused connections,
@@ -13,22 +13,18 @@ Errors: :class:`~fleet.errors.TransientError` (may work later: timeouts, refused
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import logging
 import random
-import secrets
 import ssl
-import time
 from collections.abc import AsyncIterator, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
+import oauthlib.oauth1
 
 from fleet.errors import ConfigError, PermanentError, TransientError
+from fleet.retry_after import parse_retry_after
 from fleet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,35 +39,7 @@ Permission = Literal["read", "write"]
 SignatureMethod = Literal["HMAC-SHA256", "HMAC-SHA1"]
 
 
-def _rfc3986(value: str) -> str:
-    return quote(value, safe="~-._")
-
-
-def oauth1_signature(
-    method: str,
-    url: str,
-    params: Mapping[str, str],
-    consumer_secret: str,
-    *,
-    signature_method: SignatureMethod = "HMAC-SHA256",
-    token_secret: str = "",
-) -> str:
-    """RFC 5849 §3.4.2 HMAC signature of a request (``url`` without its query)."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    if parts.port and parts.port != default_port:
-        host = f"{host}:{parts.port}"
-    base_uri = urlunsplit((parts.scheme.lower(), host, parts.path or "/", "", ""))
-    pairs = sorted((_rfc3986(k), _rfc3986(v)) for k, v in params.items() if k != "oauth_signature")
-    normalised = "&".join(f"{k}={v}" for k, v in pairs)
-    base_string = "&".join(_rfc3986(p) for p in (method.upper(), base_uri, normalised))
-    key = f"{_rfc3986(consumer_secret)}&{_rfc3986(token_secret)}"
-    digest = hashlib.sha256 if signature_method == "HMAC-SHA256" else hashlib.sha1
-    return base64.b64encode(hmac.new(key.encode(), base_string.encode(), digest).digest()).decode()
-
-
-def oauth1_query(
+def oauth1_signed_url(
     method: str,
     url: str,
     params: Mapping[str, str],
@@ -79,19 +47,18 @@ def oauth1_query(
     consumer_secret: str,
     *,
     signature_method: SignatureMethod = "HMAC-SHA256",
-) -> dict[str, str]:
-    """``params`` plus the one-legged OAuth 1.0a parameters and signature WooCommerce checks."""
-    signed = {
-        **params,
-        "oauth_consumer_key": consumer_key,
-        "oauth_nonce": secrets.token_hex(16),
-        "oauth_signature_method": signature_method,
-        "oauth_timestamp": str(int(time.time())),
-    }
-    signed["oauth_signature"] = oauth1_signature(
-        method, url, signed, consumer_secret, signature_method=signature_method
+) -> str:
+    """``url`` with ``params`` plus the one-legged OAuth 1.0a parameters and signature
+    WooCommerce checks (RFC 5849, signed by oauthlib, everything in the query string)."""
+    client = oauthlib.oauth1.Client(
+        consumer_key,
+        client_secret=consumer_secret,
+        signature_method=signature_method,
+        signature_type=oauthlib.oauth1.SIGNATURE_TYPE_QUERY,
     )
-    return signed
+    query = urlencode(params, quote_via=quote)
+    signed, _headers, _body = client.sign(f"{url}?{query}" if query else url, http_method=method)
+    return str(signed)
 
 
 def _flat_params(params: Mapping[str, Any] | None) -> dict[str, str]:
@@ -102,19 +69,6 @@ def _flat_params(params: Mapping[str, Any] | None) -> dict[str, str]:
         elif value is not None:
             flat[key] = str(value)
     return flat
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
 
 class WooRest:
@@ -193,18 +147,20 @@ class WooRest:
         url = self.url(path)
         permission: Permission = "read" if method.upper() in ("GET", "HEAD") else "write"
         for attempt in range(1, self._attempts + 1):
-            query = _flat_params(params)
+            query: dict[str, str] | None = _flat_params(params)
+            target = url
             if not self._https:
-                query = oauth1_query(
+                target = oauth1_signed_url(
                     method,
                     url,
-                    query,
+                    query or {},
                     self._key,
                     self._secret,
                     signature_method=self._signature_method,
                 )
+                query = None  # in the signed URL
             try:
-                response = await self._client.request(method, url, params=query, json=json)
+                response = await self._client.request(method, target, params=query, json=json)
             except httpx.TransportError as exc:
                 if attempt == self._attempts:
                     raise TransientError(
@@ -216,7 +172,7 @@ class WooRest:
             if response.status_code < 300:
                 return response
             if response.status_code == 429 or response.status_code >= 500:
-                retry_after = _retry_after(response)
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
                 if attempt == self._attempts:
                     raise TransientError(
                         f"WooCommerce answered {response.status_code} to {method} {path} "

@@ -64,6 +64,16 @@ async def test_reads_and_writes_with_the_auth_woocommerce_wants(
     assert {r["auth"] for r in srv.store.requests} == {"basic" if srv.https else "oauth1"}
 
 
+async def test_query_values_with_spaces_and_non_ascii_are_signed_as_sent(
+    server: tuple[WooServer, WooRest],
+) -> None:
+    # The signature covers the query as the server decodes it: encoding must agree both ways.
+    srv, client = server
+    async with client:
+        assert await client.get("orders", search="สมชาย & co/~x", status="any") == []
+    assert srv.store.requests[-1]["auth"] in ("basic", "oauth1")
+
+
 async def test_pages_follow_total_pages(server: tuple[WooServer, WooRest]) -> None:
     srv, client = server
     for order in orders(250):
