@@ -1,4 +1,4 @@
-"""AMQP priority (0-5) of an order's events: VIP and express orders first within a queue."""
+"""AMQP priority of an order's events (0 to MAX_PRIORITY): VIP and express orders go first."""
 
 from __future__ import annotations
 

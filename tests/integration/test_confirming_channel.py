@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from contracts import ProductEvent, event_id_for
 from contracts.catalog import ProductData
+from contracts.messages import MAX_PRIORITY
 from fleet.errors import BrokerUnavailable, PublishError, TopologyError, UnroutableError
 from fleet.settings import Settings
 from publisher.confirming_channel import open_confirming_channel
@@ -49,7 +50,7 @@ async def events_queue(
         EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
     )
     queue = await channel.declare_queue(
-        "events", durable=True, arguments={"x-max-priority": 5, **arguments}
+        "events", durable=True, arguments={"x-max-priority": MAX_PRIORITY, **arguments}
     )
     await queue.bind(exchange, "product.#")
     return queue
