@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Every ``WOOFLEET_*`` variable of ARCHITECTURE.md, with the embedded defaults."""
+    """Every ``WOOFLEET_*`` variable of docs/architecture.md, with the embedded defaults."""
 
     model_config = SettingsConfigDict(env_prefix="WOOFLEET_", extra="ignore")
 
