@@ -5,17 +5,19 @@ python -m benchmarks.sink PORT
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 
 async def ok(request: Request) -> JSONResponse:
-    await request.body()
+    with contextlib.suppress(ClientDisconnect):  # a consumer stopped mid-request at the end
+        await request.body()
     return JSONResponse({"id": "ok", "status": "succeeded"})
 
 
