@@ -87,7 +87,7 @@ class Harness:
         assert (arrived.routing_key, arrived.body["data"]["id"]) == (
             "order.created",
             sentinel["id"],
-        ), f"{arrived.routing_key} of order {arrived.body['data']['id']} arrived before the sentinel"
+        ), f"{arrived.routing_key} of order {arrived.body['data']['id']} came before the sentinel"
 
 
 async def capture_events(
