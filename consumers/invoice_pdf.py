@@ -109,7 +109,9 @@ def markup(text: str, *, bold: bool = False) -> str:
     return "".join(f'<font name="{n}">{escape(t)}</font>' for n, t in runs)
 
 
-_BASE = ParagraphStyle("base", fontName="WoofleetSans", fontSize=9, leading=12)
+#: ``shaping``: HarfBuzz (uharfbuzz) lays out each run, as complex scripts need: a Thai tone mark
+#: above an upper vowel becomes the font's raised mark glyph instead of sitting on the vowel.
+_BASE = ParagraphStyle("base", fontName="WoofleetSans", fontSize=9, leading=12, shaping=1)
 _SMALL = ParagraphStyle("small", parent=_BASE, fontSize=8, leading=10, textColor=colors.grey)
 _TITLE = ParagraphStyle("title", parent=_BASE, fontSize=18, leading=22)
 _RIGHT = ParagraphStyle("right", parent=_BASE, alignment=2)
