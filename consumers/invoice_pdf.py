@@ -26,6 +26,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from consumers.places import state_name
 from consumers.money import format_money
 from contracts.orders import Address, OrderData, Refund
 
@@ -128,11 +129,12 @@ def _lines(*texts: str, style: ParagraphStyle = _BASE) -> Paragraph:
 def _address(title: str, addr: Address) -> Paragraph:
     name = f"{addr.first_name} {addr.last_name}".strip()
     city = " ".join(p for p in (addr.postcode, addr.city) if p)
+    state = state_name(addr.country, addr.state) if addr.state else ""
     return Paragraph(
         "<br/>".join(
             [markup(title, bold=True)]
             + [markup(p) for p in (name, addr.company, addr.address_1, addr.address_2) if p]
-            + [markup(p) for p in (city, addr.state, addr.country, addr.email, addr.phone) if p]
+            + [markup(p) for p in (city, state, addr.country, addr.email, addr.phone) if p]
         ),
         _BASE,
     )

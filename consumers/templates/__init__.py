@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from consumers.places import state_name
 from consumers.money import format_money
 from contracts.orders import Address as AddressData
 from contracts.orders import OrderData
@@ -60,7 +61,8 @@ def address_lines(addr: AddressData) -> list[str]:
     """A postal address as the lines people write on an envelope (no empty lines)."""
     name = f"{addr.first_name} {addr.last_name}".strip()
     city = " ".join(p for p in (addr.postcode, addr.city) if p)
-    parts = [name, addr.company, addr.address_1, addr.address_2, city, addr.state, addr.country]
+    state = state_name(addr.country, addr.state) if addr.state else ""
+    parts = [name, addr.company, addr.address_1, addr.address_2, city, state, addr.country]
     return [p for p in parts if p]
 
 
