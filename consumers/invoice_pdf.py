@@ -26,8 +26,8 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from consumers.places import state_name
 from consumers.money import format_money
+from consumers.places import state_name
 from contracts.orders import Address, OrderData, Refund
 
 FONTS = Path(__file__).resolve().parent / "fonts"

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from consumers.places import state_name
 from consumers.money import format_money
+from consumers.places import state_name
 from contracts.orders import Address as AddressData
 from contracts.orders import OrderData
 from fleet.errors import PermanentError
