@@ -27,7 +27,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from consumers.money import format_money
-from consumers.places import state_name
+from consumers.places import country_name, state_name
 from contracts.orders import Address, OrderData, Refund
 
 FONTS = Path(__file__).resolve().parent / "fonts"
@@ -130,11 +130,12 @@ def _address(title: str, addr: Address) -> Paragraph:
     name = f"{addr.first_name} {addr.last_name}".strip()
     city = " ".join(p for p in (addr.postcode, addr.city) if p)
     state = state_name(addr.country, addr.state) if addr.state else ""
+    country = country_name(addr.country) if addr.country else ""
     return Paragraph(
         "<br/>".join(
             [markup(title, bold=True)]
             + [markup(p) for p in (name, addr.company, addr.address_1, addr.address_2) if p]
-            + [markup(p) for p in (city, state, addr.country, addr.email, addr.phone) if p]
+            + [markup(p) for p in (city, state, country, addr.email, addr.phone) if p]
         ),
         _BASE,
     )
