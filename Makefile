@@ -7,7 +7,7 @@ run:      ## set up and run the whole fleet on demo orders (ARGS="--keep-running
 test:     ## set up and run the test suite
 	scripts/test $(ARGS)
 
-check:    ## ruff and mypy
+check:    ## ruff, mypy and the import-layer contracts
 	scripts/check
 
 install:  ## create .venv and install woofleet into it
@@ -17,7 +17,7 @@ broker:   ## make sure a local RabbitMQ with the management plugin runs
 	scripts/install
 	scripts/broker-up
 
-bench:    ## run the benchmarks (prints figures)
+bench:    ## run every benchmark, ending with one side-by-side table (ARGS=--quick for small counts)
 	scripts/install
 	scripts/broker-up
-	scripts/bench
+	scripts/bench $(ARGS)

@@ -27,6 +27,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from consumers.money import format_money
+from consumers.places import country_name, state_name
 from contracts.orders import Address, OrderData, Refund
 
 FONTS = Path(__file__).resolve().parent / "fonts"
@@ -109,7 +110,9 @@ def markup(text: str, *, bold: bool = False) -> str:
     return "".join(f'<font name="{n}">{escape(t)}</font>' for n, t in runs)
 
 
-_BASE = ParagraphStyle("base", fontName="WoofleetSans", fontSize=9, leading=12)
+#: ``shaping``: HarfBuzz (uharfbuzz) lays out each run, as complex scripts need: a Thai tone mark
+#: above an upper vowel becomes the font's raised mark glyph instead of sitting on the vowel.
+_BASE = ParagraphStyle("base", fontName="WoofleetSans", fontSize=9, leading=12, shaping=1)
 _SMALL = ParagraphStyle("small", parent=_BASE, fontSize=8, leading=10, textColor=colors.grey)
 _TITLE = ParagraphStyle("title", parent=_BASE, fontSize=18, leading=22)
 _RIGHT = ParagraphStyle("right", parent=_BASE, alignment=2)
@@ -126,11 +129,13 @@ def _lines(*texts: str, style: ParagraphStyle = _BASE) -> Paragraph:
 def _address(title: str, addr: Address) -> Paragraph:
     name = f"{addr.first_name} {addr.last_name}".strip()
     city = " ".join(p for p in (addr.postcode, addr.city) if p)
+    state = state_name(addr.country, addr.state) if addr.state else ""
+    country = country_name(addr.country) if addr.country else ""
     return Paragraph(
         "<br/>".join(
             [markup(title, bold=True)]
             + [markup(p) for p in (name, addr.company, addr.address_1, addr.address_2) if p]
-            + [markup(p) for p in (city, addr.state, addr.country, addr.email, addr.phone) if p]
+            + [markup(p) for p in (city, state, country, addr.email, addr.phone) if p]
         ),
         _BASE,
     )

@@ -14,7 +14,7 @@ signed quantity) and an ``Idempotency-Key``:
 An order is restocked at most once: cancellation and full refund share the business key
 ``order:<id>:restock`` (so the same ledger entry and idempotency key), and a refund after a
 cancellation is a duplicate. WooCommerce's own stock is never touched: it has already changed
-it itself (see ARCHITECTURE.md).
+it itself (see docs/architecture.md).
 """
 
 from __future__ import annotations

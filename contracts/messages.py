@@ -50,7 +50,7 @@ def amqp_timestamp(moment: datetime) -> datetime | None:
 
 
 def message_properties(envelope: Envelope[Any], *, priority: int = 0) -> MessageProperties:
-    """The AMQP properties of ARCHITECTURE.md for an envelope (``message_id`` = ``event_id``)."""
+    """An envelope's AMQP properties (docs/architecture.md; ``message_id`` = ``event_id``)."""
     if not 0 <= priority <= MAX_PRIORITY:
         raise ValueError(f"priority must be 0-{MAX_PRIORITY}, not {priority}")
     return MessageProperties(

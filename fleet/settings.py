@@ -26,7 +26,7 @@ CommaMapping = Annotated[dict[str, Decimal], NoDecode]
 
 
 class Settings(BaseSettings):
-    """Every ``WOOFLEET_*`` variable of ARCHITECTURE.md, with the embedded defaults."""
+    """Every ``WOOFLEET_*`` variable of docs/architecture.md, with the embedded defaults."""
 
     model_config = SettingsConfigDict(env_prefix="WOOFLEET_", extra="ignore")
 

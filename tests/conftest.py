@@ -72,8 +72,8 @@ def amqp_url(vhost: str) -> str:
 def settings(tmp_path: Path, amqp_url: str) -> Settings:
     """Settings for one test: its own vhost, its own state database and var directory."""
     return Settings(
-        amqp_url=amqp_url,  # type: ignore[arg-type]
-        management_url=MANAGEMENT_URL,  # type: ignore[arg-type]
+        amqp_url=amqp_url,
+        management_url=MANAGEMENT_URL,
         state_url=f"sqlite:///{tmp_path}/state.db",
         invoice_store=f"file://{tmp_path}/invoices",
         var_dir=tmp_path / "var",

@@ -68,7 +68,7 @@ def decide(policy: ConsumerPolicy, attempt: int, exc: BaseException) -> Verdict:
 def failure_headers(
     original: dict[str, Any] | None, *, consumer: str, attempt: int, error: str
 ) -> dict[str, Any]:
-    """The original headers plus the ``woofleet-`` failure headers of ARCHITECTURE.md."""
+    """The original headers plus the ``woofleet-`` failure headers of docs/architecture.md."""
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     headers = {k: v for k, v in (original or {}).items() if k not in BROKER_DEATH_HEADERS}
     headers[ATTEMPT_HEADER] = attempt

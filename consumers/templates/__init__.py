@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from consumers.money import format_money
+from consumers.places import country_name, state_name
 from contracts.orders import Address as AddressData
 from contracts.orders import OrderData
 from fleet.errors import PermanentError
@@ -60,7 +61,9 @@ def address_lines(addr: AddressData) -> list[str]:
     """A postal address as the lines people write on an envelope (no empty lines)."""
     name = f"{addr.first_name} {addr.last_name}".strip()
     city = " ".join(p for p in (addr.postcode, addr.city) if p)
-    parts = [name, addr.company, addr.address_1, addr.address_2, city, addr.state, addr.country]
+    state = state_name(addr.country, addr.state) if addr.state else ""
+    country = country_name(addr.country) if addr.country else ""
+    parts = [name, addr.company, addr.address_1, addr.address_2, city, state, country]
     return [p for p in parts if p]
 
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import aio_pika
 import aiormq.exceptions
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractRobustConnection
 
 from fleet.amqp import connect
 from fleet.settings import Settings
@@ -60,7 +60,7 @@ def declare(queue: str) -> Operation:
     return run
 
 
-async def allowed(connection: AbstractRobustConnection, operation: Operation) -> bool:
+async def allowed(connection: AbstractConnection, operation: Operation) -> bool:
     # A refused operation closes its channel: one channel per attempt.
     channel = await connection.channel(publisher_confirms=True)
     try:

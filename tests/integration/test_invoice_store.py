@@ -23,7 +23,7 @@ from fleet.errors import ConfigError, PermanentError, TransientError
 from fleet.settings import Settings
 from tests.integration.test_order_email import thai_yen_order
 from tests.support.moto_server import fake_aws_credentials, moto_server
-from tests.support.smtp_server import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -167,4 +167,4 @@ async def test_postgres_two_publishers_concurrent_deliveries_emit_once(
         "order.completed",
         "order.refunded",
     ]
-    await first.nothing_more(0.5)
+    await first.nothing_more()

@@ -14,7 +14,8 @@ import pytest
 from consumers.adapters.mail import FileMailSink, SmtpMailer, mailer_from_settings
 from fleet.errors import ConfigError, PermanentError, TransientError
 from fleet.settings import Settings
-from tests.support.smtp_server import free_port, smtp_server
+from tests.support.net import free_port
+from tests.support.smtp_server import smtp_server
 
 pytestmark = pytest.mark.integration
 

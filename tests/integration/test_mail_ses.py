@@ -15,7 +15,7 @@ from fleet.errors import PermanentError, TransientError
 from fleet.settings import Settings
 from tests.integration.test_mail_adapters import thai_message
 from tests.support.moto_server import REGION, fake_aws_credentials, moto_server, ses_sent_messages
-from tests.support.smtp_server import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -124,7 +124,12 @@ async def test_a_delivery_that_fails_to_decide_fails_alone_in_its_group_commit(
         assert isinstance(results[1], ValueError)
         assert await read_all(store) == ["m-1", "m-3"]
         seen: list[Any] = []
-        await store.transition(key, lambda raw: (seen.append(raw), (None, []))[1])
+
+        def remember(raw: Any) -> tuple[None, list[Any]]:
+            seen.append(raw)
+            return None, []
+
+        await store.transition(key, remember)
         assert seen == [{"seen": 1}]
     finally:
         await store.close()

@@ -54,7 +54,11 @@ async def test_open_breaker_stops_consuming_then_a_probe_closes_it(
         await wait_until(lambda: worker.breaker.state is not BreakerState.CLOSED)
         assert not worker.consuming
         calls_when_open = target.calls
-        await wait_until(lambda: depth(connection, names.work_queue("analytics")), timeout=5)
+
+        async def held_back() -> bool:
+            return await depth(connection, names.work_queue("analytics")) > 0
+
+        await wait_until(held_back, timeout=5)
         assert calls_when_open <= 4
         assert worker.stats["dead"] == 0
         # and once the cool-down has passed a single probe fails, keeping it open

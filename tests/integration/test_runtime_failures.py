@@ -190,7 +190,7 @@ async def test_a_dead_letter_the_full_dlq_refuses_stays_in_the_work_queue(
         # When poison messages arrive one after the other until the DLQ is full
         for n in range(1, room + 1):
             await publish(connection, order_event("order.paid", unique=True))
-            await wait_until(lambda n=n: stats["dead"] == n)  # type: ignore[misc]
+            await wait_until(lambda n=n: stats["dead"] == n)
         # and one more comes, which the DLQ refuses again and again
         await publish(connection, refused)
         await wait_until(lambda: stats["requeued"] > max_attempts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -62,7 +63,12 @@ async def test_a_group_commits_in_submission_order_and_a_failing_decision_fails_
         assert await outbox_ids(store) == ["a", "b", "c", "d"]
         # and the second delivery of an order in the group saw the first one's state
         seen: list[Any] = []
-        await store.transition(key(1), lambda raw: (seen.append(raw), (None, []))[1])
+
+        def remember(raw: Any) -> tuple[None, list[Any]]:
+            seen.append(raw)
+            return None, []
+
+        await store.transition(key(1), remember)
         assert seen == [{"count": 2}]
     finally:
         await store.close()
@@ -95,10 +101,16 @@ async def test_two_publishers_sharing_orders_neither_deadlock_nor_lose_a_step(
         )
         # Then every step of every order counted once: no lost update, nothing double
         final: dict[int, Any] = {}
+
+        def keep(n: int) -> Callable[[Any], tuple[None, list[Any]]]:
+            def decide(raw: Any) -> tuple[None, list[Any]]:
+                final[n] = raw
+                return None, []
+
+            return decide
+
         for n in orders:
-            await stores[0].transition(
-                key(n), lambda raw, n=n: (final.__setitem__(n, raw), (None, []))[1]
-            )
+            await stores[0].transition(key(n), keep(n))
         assert final == {n: {"count": 2 * rounds} for n in orders}
         assert len(await outbox_ids(stores[0])) == 2 * rounds * len(orders)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -34,6 +35,18 @@ def load(name: str) -> dict[str, Any]:
     return result
 
 
+_sentinel_ids = itertools.count(990_000_001)
+
+
+def sentinel_order() -> dict[str, Any]:
+    """A new pending order (a new id each time): one delivery of it emits only order.created."""
+    order = dict(load("real-delivery-order-created.json")["body_json"])
+    number = next(_sentinel_ids)
+    order.update(id=number, number=str(number), status="pending", date_paid=None)
+    order.update(date_paid_gmt=None, date_completed=None, date_completed_gmt=None, refunds=[])
+    return order
+
+
 @dataclass
 class Captured:
     routing_key: str
@@ -62,9 +75,18 @@ class Harness:
     async def events(self, count: int, timeout: float = 5.0) -> list[Captured]:
         return [await asyncio.wait_for(self.inbox.get(), timeout) for _ in range(count)]
 
-    async def nothing_more(self, wait: float = 0.3) -> None:
-        await asyncio.sleep(wait)
-        assert self.inbox.empty(), [c.routing_key for c in list(self.inbox._queue)]  # type: ignore[attr-defined]
+    async def nothing_more(self, timeout: float = 10.0) -> None:
+        """Assert that nothing more was emitted: a sentinel order goes through the same webhook
+        and outbox (published oldest first, on one channel), so everything emitted before it
+        arrives before its ``order.created``, which must be the next message."""
+        sentinel = sentinel_order()
+        response = await self.send("order.created", sentinel)
+        assert response.status_code == 200, response.text
+        (arrived,) = await self.events(1, timeout)
+        assert (arrived.routing_key, arrived.body["data"]["id"]) == (
+            "order.created",
+            sentinel["id"],
+        ), f"{arrived.routing_key} of order {arrived.body['data']['id']} came before the sentinel"
 
 
 async def capture_events(

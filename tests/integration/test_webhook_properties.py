@@ -19,8 +19,17 @@ from hypothesis import strategies as st
 from fleet.amqp import connect
 from fleet.settings import Settings
 from publisher.signature import sign
+from publisher.simulate.encoding import delivery
 from publisher.webhook import WEBHOOK_PATH, WebhookApp
-from tests.integration.test_webhook import SECRET, Captured, capture_events, load, webhook_settings
+from tests.integration.test_webhook import (
+    SECRET,
+    SOURCE,
+    Captured,
+    capture_events,
+    load,
+    sentinel_order,
+    webhook_settings,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -106,13 +115,17 @@ class World:
     async def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return await self.client.post(WEBHOOK_PATH, content=body, headers=headers)
 
-    async def published(self, expected: int) -> int:
-        for _ in range(200):
-            if self.inbox.qsize() >= expected:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # anything extra would show up now
-        return self.inbox.qsize()
+    async def published(self) -> int:
+        """How many events reached the broker before a sentinel order sent after every
+        delivery (the outbox publishes oldest first, on one channel)."""
+        sentinel = sentinel_order()
+        item = delivery("order.created", sentinel, SECRET, source=SOURCE)
+        response = await self.client.post(WEBHOOK_PATH, content=item.body, headers=item.headers)
+        assert response.status_code == 200, response.text
+        count = 0
+        while (await asyncio.wait_for(self.inbox.get(), 20)).body["data"]["id"] != sentinel["id"]:
+            count += 1
+        return count
 
 
 @pytest.fixture
@@ -122,7 +135,7 @@ def world(settings: Settings) -> Iterator[tuple[LoopThread, World]]:
     runner.run(state.start())
     yield runner, state
     # Nothing reached the broker beyond what accepted, signed deliveries reported.
-    published = runner.run(state.published(state.accepted_events))
+    published = runner.run(state.published())
     runner.run(state.stop())
     runner.close()
     assert published == state.accepted_events > 0

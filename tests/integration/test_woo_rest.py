@@ -6,7 +6,7 @@ import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -37,7 +37,9 @@ def orders(count: int, modified: str = "2026-11-28T05:00:00") -> list[dict[str, 
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[WooServer, WooRest]]:
     https = request.param.startswith("https")
     with WooServer(WooStore(), https=https) as srv:
-        method = "HMAC-SHA1" if request.param.endswith("sha1") else "HMAC-SHA256"
+        method: Literal["HMAC-SHA256", "HMAC-SHA1"] = (
+            "HMAC-SHA1" if request.param.endswith("sha1") else "HMAC-SHA256"
+        )
         client = WooRest(
             srv.url,
             srv.store.key,
@@ -45,7 +47,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[WooServer, WooRest]
             verify=srv.ca_file or True,
             backoff=0.01,
             signature_method=method,
-        )  # type: ignore[arg-type]
+        )
         yield srv, client
 
 

@@ -72,7 +72,7 @@ def build_handler(mode: str, markers: Path, handler_seconds: float) -> Handler:
 async def run(args: argparse.Namespace) -> int:
     markers = Path(args.marker_dir)
     settings = Settings(
-        amqp_url=args.amqp_url,  # type: ignore[arg-type]
+        amqp_url=args.amqp_url,
         state_url=args.state_url,
         var_dir=markers / "var",
         targets={},

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.support.smtp_server import free_port
+from tests.support.net import free_port
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account

@@ -67,7 +67,9 @@ def test_acks_are_always_valid_for_the_broker_and_none_is_left_owed(data: st.Dat
     count = data.draw(st.integers(1, 30))
     order = data.draw(st.permutations(range(1, count + 1)))
     window = AckWindow(batch=data.draw(st.integers(1, 8)))
-    outstanding, finished, owed = set(range(1, count + 1)), set(), set()
+    outstanding: set[int] = set(range(1, count + 1))
+    finished: set[int] = set()
+    owed: set[int] = set()
 
     def send(multiple: int | None, singles: list[int]) -> None:
         if multiple is not None:

@@ -27,7 +27,7 @@ async def test_handlers_past_their_deadline_time_out_and_the_others_finish() -> 
     results = await asyncio.gather(
         run(deadlines, 0.2), run(deadlines, 0.01), run(deadlines, 0.2), run(deadlines, 0)
     )
-    assert results == ["timeout", "done", "timeout", "done"]
+    assert list(results) == ["timeout", "done", "timeout", "done"]
 
 
 async def test_one_timer_serves_handlers_that_start_later() -> None:

@@ -44,7 +44,7 @@ async def test_outcomes_handler_seconds_in_flight_and_dead_letters(
         await metrics.after_handle(EVENT, d, None)
         await metrics.before_ack(d, outcome)
     await metrics.on_dead_letter(consumer, "m2", "ValueError: no", {})
-    await metrics.before_handle(EVENT, delivery(consumer, "m3"))  # type: ignore[arg-type]
+    await metrics.before_handle(EVENT, delivery(consumer, "m3"))
 
     assert sample("woofleet_consumer_messages_total", consumer=consumer, outcome="handled") == 2
     assert sample("woofleet_consumer_messages_total", consumer=consumer, outcome="dead") == 1
