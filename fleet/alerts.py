@@ -138,7 +138,6 @@ class FleetAlerts:
                 notifier.send(evaluation.changes, self.context)
             except NotifyError as exc:
                 evaluation.errors.append(str(exc))
-                log.error("%s", exc)
             else:
                 delivered = True
         # Once anyone was told, it counts as said: a second channel failing must not make the

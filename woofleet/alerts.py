@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ from fleet.settings import Settings
 if TYPE_CHECKING:
     from fleet.alert_state import AlertState, Change
     from fleet.alerts import FleetAlerts, WebhookCheck
+
+log = logging.getLogger("woofleet.alerts")
 
 DEFAULT_EVERY = 60.0
 #: The health/metrics port of ``--every`` (consumers use 9100, the webhook 8080).
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_FLEET,
         vhost_of(settings.amqp_url.get_secret_value()),
         notifiers,
-        webhook_check=_webhook_check(settings) if settings.woo_url else None,
+        webhook_check=store_webhook_check(settings) if settings.woo_url else None,
     )
     with client:
         if args.every is None and args.once:
@@ -138,7 +141,10 @@ async def _every(alerts: FleetAlerts, state: AlertState, args: argparse.Namespac
     try:
         while not stop.is_set():
             evaluation = await asyncio.to_thread(alerts.evaluate, state)
-            _report(evaluation.changes, evaluation.errors)
+            for change in evaluation.changes:
+                log.warning("%s: %s", change.kind, change.finding.title)
+            for error in evaluation.errors:
+                log.error("%s", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
     finally:
@@ -148,6 +154,7 @@ async def _every(alerts: FleetAlerts, state: AlertState, args: argparse.Namespac
 
 
 def _report(changes: Sequence[Change], errors: list[str]) -> None:
+    """--once: what was announced on stdout, what failed on stderr (cron mails both)."""
     for change in changes:
         print(f"{change.kind}: {change.finding.title}", flush=True)
     for error in errors:
@@ -167,7 +174,9 @@ class PrintNotifier:
         print(json.dumps(slack_message(changes, context), indent=2), flush=True)
 
 
-def _webhook_check(settings: Settings) -> WebhookCheck:
+def store_webhook_check(settings: Settings) -> WebhookCheck:
+    """The store's webhooks as findings: disabled, paused, misdirected, topics missing."""
+
     def check() -> list[Finding]:
         from publisher.webhook_health import check_webhooks
 
