@@ -24,6 +24,8 @@ CommaList = Annotated[list[str], NoDecode]
 #: A mapping given as ``KEY=value`` pairs separated by commas (``THB=15000,JPY=75000``).
 CommaMapping = Annotated[dict[str, Decimal], NoDecode]
 
+from topology.fleet import BREAKER_ALERT_SECONDS, DEFAULT_DLQ_ALERT_THRESHOLD, OUTBOX_ALERT_SECONDS
+
 
 class Settings(BaseSettings):
     """Every ``WOOFLEET_*`` variable of docs/architecture.md, with the embedded defaults."""
@@ -132,11 +134,11 @@ class Settings(BaseSettings):
     metrics_urls: CommaList = Field(default_factory=list)
     #: Dead letters per consumer above which someone is told; JSON overrides per consumer,
     #: e.g. ``{"analytics": 100}``.
-    alert_dlq_threshold: int = Field(10, ge=0)
+    alert_dlq_threshold: int = Field(DEFAULT_DLQ_ALERT_THRESHOLD, ge=0)
     alert_dlq_thresholds: dict[str, int] = Field(default_factory=dict)
     #: Seconds a breaker may stay open, or the outbox keep events, before it is an alert.
-    alert_breaker_open_seconds: float = Field(180.0, ge=0)
-    alert_outbox_seconds: float = Field(300.0, ge=0)
+    alert_breaker_open_seconds: float = Field(BREAKER_ALERT_SECONDS, ge=0)
+    alert_outbox_seconds: float = Field(OUTBOX_ALERT_SECONDS, ge=0)
     #: Where ``woofleet alerts --once`` keeps what it already announced between runs;
     #: default ``<var_dir>/alerts.json``.
     alert_state_file: Path | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from topology import names
+from topology import monitoring, names
 from topology.fleet import CLASSES, DEFAULT_FLEET, ConsumerPolicy, FleetSpec, build_topology
 from topology.model import Binding, Exchange, Policy, Queue, QueueRole, Topology
 
@@ -56,7 +56,7 @@ MONITORING_ROLES = (KEDA_ROLE, ALERTS_ROLE)
 CONSUMERS_DIR = "base/consumers"
 KEDA_DIR = "base/keda"
 TOPOLOGY_DIR = "topology"
-GENERATED_DIRS = (CONSUMERS_DIR, KEDA_DIR, TOPOLOGY_DIR)
+GENERATED_DIRS = (CONSUMERS_DIR, KEDA_DIR, TOPOLOGY_DIR, monitoring.COMPONENT_DIR)
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 
@@ -427,6 +427,12 @@ def render_manifests(fleet: FleetSpec = DEFAULT_FLEET) -> dict[str, str]:
     for file, documents in topology_files.items():
         files[f"{TOPOLOGY_DIR}/{file}"] = _dump(*documents)
     files[f"{TOPOLOGY_DIR}/kustomization.yaml"] = _kustomization(list(topology_files))
+
+    component = monitoring.COMPONENT_DIR
+    files[f"{component}/kustomization.yaml"] = _dump(monitoring.component_kustomization())
+    files[f"{component}/podmonitors.yaml"] = _dump(*monitoring.pod_monitors())
+    files[f"{component}/prometheusrule.yaml"] = _dump(monitoring.prometheus_rule())
+    files[f"{component}/{monitoring.DASHBOARD_FILE}"] = monitoring.dashboard_json()
     return files
 
 
