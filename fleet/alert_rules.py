@@ -22,7 +22,8 @@ STORE = "store"
 
 #: Value of ``woofleet_breaker_state`` while a breaker is open (0 closed, 1 half-open).
 BREAKER_OPEN = 2
-#: A metrics endpoint must stay silent this long before it is reported: restarts are normal.
+#: A metrics endpoint (or the management API) must stay silent this long before it is
+#: reported: restarts are normal.
 SCRAPE_GRACE_SECONDS = 60.0
 
 
@@ -138,6 +139,7 @@ def management_unreachable(error: str) -> Finding:
         detail=error,
         command="woofleet status",
         source="alerts",
+        hold=SCRAPE_GRACE_SECONDS,  # a broker restart is not worth waking anyone
     )
 
 

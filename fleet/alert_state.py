@@ -28,6 +28,8 @@ class Tracked:
     finding: Finding
     since: float
     fired_at: float | None = None
+    #: First evaluation that no longer saw it (it resolves once gone for ``resolve_after``).
+    gone_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class AlertState:
     tracked: dict[str, Tracked] = field(default_factory=dict)
     #: Work queue → when it was first seen with messages and no deliveries (for ages).
     stalled_since: dict[str, float] = field(default_factory=dict)
+    #: Seconds a fired alert must stay unseen before it resolves: a condition hovering at its
+    #: threshold then gives one firing and one resolved message, not a pair every evaluation.
+    resolve_after: float = 0.0
 
     def changes(
         self, findings: Iterable[Finding], *, now: float, unread: Collection[str] = ()
@@ -58,6 +63,7 @@ class AlertState:
             if tracked is None:
                 tracked = self.tracked[key] = Tracked(finding, since=now - finding.age)
             tracked.finding = finding  # the latest size, for the resolve message too
+            tracked.gone_since = None
             if tracked.fired_at is None and now - tracked.since >= finding.hold:
                 changes.append(Change("firing", finding, tracked.since, now))
         for key, tracked in list(self.tracked.items()):
@@ -65,7 +71,10 @@ class AlertState:
                 continue
             if tracked.fired_at is None:
                 del self.tracked[key]  # pending only: it never reached anyone, nothing to undo
-            else:
+                continue
+            if tracked.gone_since is None:
+                tracked.gone_since = now
+            if now - tracked.gone_since >= self.resolve_after:
                 changes.append(Change("resolved", tracked.finding, tracked.since, now))
         return changes
 
@@ -83,7 +92,7 @@ class AlertState:
     # --- between --once runs -------------------------------------------------------------------
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {
+        data: dict[str, object] = {
             "tracked": {k: asdict(t) for k, t in self.tracked.items()},
             "stalled_since": self.stalled_since,
         }
@@ -92,17 +101,19 @@ class AlertState:
         os.replace(temporary, path)  # a run killed mid-write leaves the previous state whole
 
     @classmethod
-    def load(cls, path: Path) -> AlertState:
+    def load(cls, path: Path, *, resolve_after: float = 0.0) -> AlertState:
         """The saved state, or a fresh one when there is none (first run) or it is unreadable."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             tracked = {
-                key: Tracked(Finding(**t["finding"]), t["since"], t["fired_at"])
+                key: Tracked(
+                    Finding(**t["finding"]), t["since"], t["fired_at"], t.get("gone_since")
+                )
                 for key, t in data["tracked"].items()
             }
-            return cls(tracked, dict(data.get("stalled_since", {})))
+            return cls(tracked, dict(data.get("stalled_since", {})), resolve_after)
         except FileNotFoundError:
-            return cls()
+            return cls(resolve_after=resolve_after)
         except (ValueError, KeyError, TypeError):
             # A damaged file must not stop alerting; at worst an alert is announced again.
-            return cls()
+            return cls(resolve_after=resolve_after)

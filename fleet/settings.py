@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     #: Seconds a breaker may stay open, or the outbox keep events, before it is an alert.
     alert_breaker_open_seconds: float = Field(BREAKER_ALERT_SECONDS, ge=0)
     alert_outbox_seconds: float = Field(OUTBOX_ALERT_SECONDS, ge=0)
+    #: Seconds a fired alert must stay unseen before it resolves: a condition hovering at its
+    #: threshold gives one firing and one resolved message, not a pair every evaluation.
+    alert_resolve_seconds: float = Field(60.0, ge=0)
     #: Where ``woofleet alerts --once`` keeps what it already announced between runs;
     #: default ``<var_dir>/alerts.json``.
     alert_state_file: Path | None = None

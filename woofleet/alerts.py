@@ -101,14 +101,16 @@ def run(args: argparse.Namespace) -> int:
     with client:
         if args.every is None and args.once:
             path = settings.alert_state_file or settings.var_dir / "alerts.json"
-            return _once(alerts, path)
-        return asyncio.run(_every(alerts, AlertState(), args))
+            return _once(alerts, path, settings.alert_resolve_seconds)
+        return asyncio.run(
+            _every(alerts, AlertState(resolve_after=settings.alert_resolve_seconds), args)
+        )
 
 
-def _once(alerts: FleetAlerts, path: Path) -> int:
+def _once(alerts: FleetAlerts, path: Path, resolve_after: float) -> int:
     from fleet.alert_state import AlertState
 
-    state = AlertState.load(path)
+    state = AlertState.load(path, resolve_after=resolve_after)
     evaluation = alerts.evaluate(state)
     state.save(path)
     _report(evaluation.changes, evaluation.errors)

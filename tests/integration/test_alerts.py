@@ -325,6 +325,7 @@ def test_alerts_once_from_cron_announces_once_across_runs(
         "WOOFLEET_SLACK_WEBHOOK_URL": server.url + SLACK_PATH,
         "WOOFLEET_METRICS_URLS": metrics.url + "/metrics",
         "WOOFLEET_ALERT_STATE_FILE": str(state_file),
+        "WOOFLEET_ALERT_RESOLVE_SECONDS": "0",
     }
     try:
         # When `woofleet alerts --once` runs twice, as cron would

@@ -115,3 +115,24 @@ def test_state_survives_between_runs_and_a_damaged_file_starts_afresh(tmp_path: 
     assert AlertState.load(tmp_path / "none.json").tracked == {}
     path.write_text("{not json", encoding="utf-8")
     assert AlertState.load(path).tracked == {}
+
+
+def test_a_condition_hovering_at_its_threshold_resolves_once_it_has_stayed_away() -> None:
+    # Given an alert that must stay unseen for a minute before it resolves
+    state = AlertState(resolve_after=60)
+    state.announced(state.changes([dlq(11)], now=T0))
+
+    # When it dips under the threshold and comes back, twice, within the minute
+    flapping = [
+        state.changes([], now=T0 + 10),
+        state.changes([dlq(11)], now=T0 + 20),
+        state.changes([], now=T0 + 30),
+        state.changes([dlq(12)], now=T0 + 40),
+    ]
+
+    # Then nothing is sent; once it has been away for a minute, one resolved message
+    assert flapping == [[], [], [], []]
+    assert state.changes([], now=T0 + 50) == []
+    assert state.changes([], now=T0 + 100) == []
+    (resolved,) = state.changes([], now=T0 + 110)
+    assert resolved.kind == "resolved" and resolved.since == T0
