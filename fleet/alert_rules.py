@@ -122,7 +122,8 @@ def queue_findings(
                     key=f"late:{consumer.name}",
                     title=f"{consumer.name}: oldest message waiting {duration(age)} "
                     f"({consumer.priority_class.value} target {duration(target)})",
-                    detail=f"{ready} ready in {consumer.work_queue}, {consumers} consumers"
+                    detail=f"{ready} ready in {consumer.work_queue}, {consumers} "
+                    + ("consumer" if consumers == 1 else "consumers")
                     + ("; nothing is consuming it" if consumers == 0 else ""),
                     command="woofleet status",
                     source=MANAGEMENT,

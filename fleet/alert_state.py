@@ -38,9 +38,11 @@ class Change:
 
     kind: Kind
     finding: Finding
-    #: When the condition started (firing) or was first seen (resolved).
+    #: When the condition started.
     since: float
     at: float
+    #: Resolved: the first evaluation that no longer saw it.
+    ended: float | None = None
 
 
 @dataclass
@@ -75,7 +77,9 @@ class AlertState:
             if tracked.gone_since is None:
                 tracked.gone_since = now
             if now - tracked.gone_since >= self.resolve_after:
-                changes.append(Change("resolved", tracked.finding, tracked.since, now))
+                changes.append(
+                    Change("resolved", tracked.finding, tracked.since, now, tracked.gone_since)
+                )
         return changes
 
     def announced(self, changes: Iterable[Change]) -> None:

@@ -60,10 +60,9 @@ def _line(change: Change) -> str:
             text += f"\n{finding.detail}"
         text += f"\nsince {_when(change.since)} ({duration(change.at - change.since)} ago)"
     else:
+        ended = change.ended if change.ended is not None else change.at
         text = f":white_check_mark: *RESOLVED* {finding.title}"
-        text += (
-            f"\nno longer seen at {_when(change.at)}; lasted {duration(change.at - change.since)}"
-        )
+        text += f"\ngone since {_when(ended)}; it lasted {duration(ended - change.since)}"
     return text + f"\nlook closer: `{finding.command}`"
 
 
@@ -119,6 +118,7 @@ def json_message(changes: Sequence[Change], context: str) -> dict[str, Any]:
                 "command": c.finding.command,
                 "since": iso(c.since),
                 "at": iso(c.at),
+                "ended": iso(c.ended) if c.ended is not None else None,
             }
             for c in changes
         ],

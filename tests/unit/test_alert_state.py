@@ -136,3 +136,4 @@ def test_a_condition_hovering_at_its_threshold_resolves_once_it_has_stayed_away(
     assert state.changes([], now=T0 + 100) == []
     (resolved,) = state.changes([], now=T0 + 110)
     assert resolved.kind == "resolved" and resolved.since == T0
+    assert resolved.ended == T0 + 50  # gone since the first evaluation that missed it
