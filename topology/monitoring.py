@@ -36,7 +36,8 @@ _WORK_QUEUE = r'queue=~"woo\\.[^.]+"'
 _DLQ = r'queue=~"woo\\.[^.]+\\.dlq"'
 
 
-def _targets() -> str:
+def delay_targets() -> str:
+    """``high 30 s, medium 5 min, ...``: every class's delay target, for people."""
     return ", ".join(
         f"{c.value} {_human(CLASSES[c].delay_target)}" for c in PriorityClass.__members__.values()
     )
@@ -85,7 +86,7 @@ def alert_rules() -> list[Manifest]:
             "WoofleetQueueLate",
             "woofleet_queue_oldest_message_seconds > woofleet_queue_delay_target_seconds",
             "{{ $labels.consumer }}: oldest message waiting {{ $value | humanizeDuration }} "
-            f"(class {{{{ $labels.class }}}}; targets: {_targets()})",
+            f"(class {{{{ $labels.class }}}}; targets: {delay_targets()})",
             "woofleet status",
         ),
         _rule(
@@ -341,7 +342,7 @@ def dashboard_panels() -> list[Manifest]:
             x=12,
             y=24,
             unit="percentunit",
-            description=f"Targets: {_targets()}. From `woofleet alerts`.",
+            description=f"Targets: {delay_targets()}. From `woofleet alerts`.",
             extra=late,
         ),
         _panel(

@@ -28,12 +28,14 @@ DEFAULT_PORT = 9102
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from topology.monitoring import delay_targets
+
     parser = subparsers.add_parser(
         "alerts",
         help="evaluate the fleet's health and notify Slack when something needs a person",
         description="Reads the RabbitMQ management API (dead letters above "
         "WOOFLEET_ALERT_DLQ_THRESHOLD, default 10 per consumer; the oldest waiting message "
-        "against its class's delay target: high 30 s, medium 5 min, low 30 min, bulk 1 h), the "
+        f"against its class's delay target: {delay_targets()}), the "
         "/metrics endpoints in WOOFLEET_METRICS_URLS (a breaker open for "
         "WOOFLEET_ALERT_BREAKER_OPEN_SECONDS, signed deliveries kept unprocessed, an outbox not "
         "draining) and, with WOOFLEET_WOO_URL, the store's webhooks. Sends one message when an "
