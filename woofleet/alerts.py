@@ -144,11 +144,17 @@ async def _every(alerts: FleetAlerts, state: AlertState, args: argparse.Namespac
         loop.add_signal_handler(sig, stop.set)
     try:
         while not stop.is_set():
-            evaluation = await asyncio.to_thread(alerts.evaluate, state)
-            for change in evaluation.changes:
-                log.warning("%s: %s", change.kind, change.finding.title)
-            for error in evaluation.errors:
-                log.error("%s", error)
+            try:
+                evaluation = await asyncio.to_thread(alerts.evaluate, state)
+            except Exception:
+                # A bug must not end the only thing watching the fleet; /readyz turns not
+                # ready if evaluations keep failing.
+                log.exception("evaluation failed; trying again in %g s", every)
+            else:
+                for change in evaluation.changes:
+                    log.warning("%s: %s", change.kind, change.finding.title)
+                for error in evaluation.errors:
+                    log.error("%s", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
     finally:

@@ -390,3 +390,15 @@ async def test_declared_fleet_is_quiet(
     await declare(connection, vhost)
     evaluation = alerts_for(settings, vhost, slack(server, client)).evaluate(AlertState())
     assert evaluation.findings == [] and server.requests == []
+
+
+def test_a_refusing_json_webhook_is_one_line_naming_its_host_not_its_path(
+    server: HttpTargetServer, client: httpx.Client
+) -> None:
+    server.answer(500, text="boom")
+    notifier = JsonWebhookNotifier(server.url + "/hooks/secret-token", client)
+    with pytest.raises(NotifyError) as raised:
+        notifier.send([firing()], "ctx")
+    message = str(raised.value)
+    assert "answered 500 'boom'" in message and "WOOFLEET_ALERT_WEBHOOK_URL" in message
+    assert "127.0.0.1" in message and "secret-token" not in message
