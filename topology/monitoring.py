@@ -302,6 +302,14 @@ def dashboard_panels() -> list[Manifest]:
                     f"sum by (consumer) (rate(woofleet_dead_letters_total{rate}))",
                     "{{consumer}} dead-lettered",
                 ),
+                (
+                    f"sum by (consumer) (rate(woofleet_consumer_requeues_total{rate}))",
+                    "{{consumer}} requeued",
+                ),
+                (
+                    f"sum by (consumer) (rate(woofleet_consumer_runtime_failures_total{rate}))",
+                    "{{consumer}} runtime failures",
+                ),
             ],
             x=0,
             y=16,
@@ -362,6 +370,34 @@ def dashboard_panels() -> list[Manifest]:
             ],
             x=12,
             y=32,
+        ),
+    ]
+    rows += [
+        _panel(
+            "HTTP targets: answers",
+            [
+                (
+                    f"sum by (target, outcome) (rate(woofleet_target_requests_total{rate}))",
+                    "{{target}} {{outcome}}",
+                )
+            ],
+            x=0,
+            y=40,
+            unit="reqps",
+            description="ok, transient (5xx, 429), rejected (other 4xx), timeout, unreachable.",
+        ),
+        _panel(
+            "HTTP targets: latency p95",
+            [
+                (
+                    "histogram_quantile(0.95, sum by (target, le) "
+                    f"(rate(woofleet_target_request_seconds_bucket{rate})))",
+                    "{{target}}",
+                )
+            ],
+            x=12,
+            y=40,
+            unit="s",
         ),
     ]
     for number, panel in enumerate(rows, start=1):
