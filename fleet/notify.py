@@ -18,6 +18,7 @@ import httpx
 from fleet.alert_rules import duration
 from fleet.alert_state import Change
 from fleet.errors import WoofleetError
+from fleet.retry_after import parse_retry_after
 
 #: Slack refuses messages of more than 50 blocks; past this many alerts the rest are counted.
 MAX_LISTED = 20
@@ -125,10 +126,9 @@ def json_message(changes: Sequence[Change], context: str) -> dict[str, Any]:
 
 
 def _retry_after(response: httpx.Response) -> float:
-    try:
-        return min(max(float(response.headers.get("retry-after", "1")), 0.0), 3600.0)
-    except ValueError:
-        return 1.0
+    """The wait a 429 asks for; one second when it names none (Slack always does)."""
+    wait = parse_retry_after(response.headers.get("retry-after"))
+    return 1.0 if wait is None else wait
 
 
 class _Poster:

@@ -17,14 +17,13 @@ from pydantic_settings import (
 )
 
 from contracts.messages import MAX_PRIORITY
+from topology.fleet import BREAKER_ALERT_SECONDS, DEFAULT_DLQ_ALERT_THRESHOLD, OUTBOX_ALERT_SECONDS
 
 MIB = 1024 * 1024
 #: A list given as comma-separated words in its variable (``a,b``), not as JSON.
 CommaList = Annotated[list[str], NoDecode]
 #: A mapping given as ``KEY=value`` pairs separated by commas (``THB=15000,JPY=75000``).
 CommaMapping = Annotated[dict[str, Decimal], NoDecode]
-
-from topology.fleet import BREAKER_ALERT_SECONDS, DEFAULT_DLQ_ALERT_THRESHOLD, OUTBOX_ALERT_SECONDS
 
 
 class Settings(BaseSettings):

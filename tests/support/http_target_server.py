@@ -148,6 +148,7 @@ class HttpTargetServer:
             assert self._released is not None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._released.wait(), answer.delay)
+        media_type: str | None
         if answer.text is not None:
             content, media_type = answer.text.encode(), "text/plain"
         else:
