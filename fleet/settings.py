@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from contracts.messages import MAX_PRIORITY
+from topology.fleet import BREAKER_ALERT_SECONDS, DEFAULT_DLQ_ALERT_THRESHOLD, OUTBOX_ALERT_SECONDS
 
 MIB = 1024 * 1024
 #: A list given as comma-separated words in its variable (``a,b``), not as JSON.
@@ -124,6 +125,26 @@ class Settings(BaseSettings):
     #: and late commits are not lost; what was already handled emits nothing.
     reconcile_overlap_seconds: float = Field(120.0, ge=0)
 
+    #: ``woofleet alerts``: a Slack incoming webhook, and/or any URL that takes a JSON POST.
+    slack_webhook_url: SecretStr | None = None
+    alert_webhook_url: SecretStr | None = None
+    #: The /metrics endpoints ``woofleet alerts`` reads (consumers and webhooks), separated by
+    #: commas: ``http://crm:9100/metrics,http://webhook:8080/metrics``.
+    metrics_urls: CommaList = Field(default_factory=list)
+    #: Dead letters per consumer above which someone is told; JSON overrides per consumer,
+    #: e.g. ``{"analytics": 100}``.
+    alert_dlq_threshold: int = Field(DEFAULT_DLQ_ALERT_THRESHOLD, ge=0)
+    alert_dlq_thresholds: dict[str, int] = Field(default_factory=dict)
+    #: Seconds a breaker may stay open, or the outbox keep events, before it is an alert.
+    alert_breaker_open_seconds: float = Field(BREAKER_ALERT_SECONDS, ge=0)
+    alert_outbox_seconds: float = Field(OUTBOX_ALERT_SECONDS, ge=0)
+    #: Seconds a fired alert must stay unseen before it resolves: a condition hovering at its
+    #: threshold gives one firing and one resolved message, not a pair every evaluation.
+    alert_resolve_seconds: float = Field(60.0, ge=0)
+    #: Where ``woofleet alerts --once`` keeps what it already announced between runs;
+    #: default ``<var_dir>/alerts.json``.
+    alert_state_file: Path | None = None
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     sentry_dsn: SecretStr | None = Field(None, validation_alias="SENTRY_DSN")
@@ -146,7 +167,11 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @field_validator(
-        "payment_capture_methods", "fcm_tokens", "priority_express_keywords", mode="before"
+        "payment_capture_methods",
+        "fcm_tokens",
+        "priority_express_keywords",
+        "metrics_urls",
+        mode="before",
     )
     @classmethod
     def _comma_list(cls, value: Any) -> Any:

@@ -31,6 +31,11 @@ DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 2, 4, 8, 16)
 #: runtime then keeps the original in its work queue (nothing is lost) and reports it.
 DEFAULT_DLQ_MAX_LENGTH = 100_000
 SEVEN_DAYS = 7 * 24 * 3600.0
+#: Alerts (``woofleet alerts`` and the PrometheusRule): dead letters per consumer above this,
+#: a breaker open or an outbox not draining for this many seconds.
+DEFAULT_DLQ_ALERT_THRESHOLD = 10
+BREAKER_ALERT_SECONDS = 180.0
+OUTBOX_ALERT_SECONDS = 300.0
 
 
 class PriorityClass(StrEnum):

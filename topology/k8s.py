@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from topology import names
+from topology import monitoring, names
 from topology.fleet import CLASSES, DEFAULT_FLEET, ConsumerPolicy, FleetSpec, build_topology
 from topology.model import Binding, Exchange, Policy, Queue, QueueRole, Topology
 
@@ -47,12 +47,16 @@ COOLDOWN_SECONDS = 300
 
 PUBLISHER_ROLE = "publisher"
 KEDA_ROLE = "keda"
+#: ``woofleet alerts`` reads queue figures through the management API, like KEDA.
+ALERTS_ROLE = "alerts"
+#: Roles that only read the management API: tagged ``monitoring``, allowed nothing on the vhost.
+MONITORING_ROLES = (KEDA_ROLE, ALERTS_ROLE)
 
 #: Directories (relative to k8s/) whose every file is generated.
 CONSUMERS_DIR = "base/consumers"
 KEDA_DIR = "base/keda"
 TOPOLOGY_DIR = "topology"
-GENERATED_DIRS = (CONSUMERS_DIR, KEDA_DIR, TOPOLOGY_DIR)
+GENERATED_DIRS = (CONSUMERS_DIR, KEDA_DIR, TOPOLOGY_DIR, monitoring.COMPONENT_DIR)
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 
@@ -325,7 +329,8 @@ def policy_resource(policy: Policy) -> Manifest:
 def role_permissions(fleet: FleetSpec, topology: Topology) -> dict[str, dict[str, str]]:
     """Least privilege per role: configure nothing (topology is declared by an admin), the
     publisher writes to woo.events only, a consumer reads its own queues and writes only to
-    the retry and dead-letter exchanges, KEDA reads queue depths through the management API."""
+    the retry and dead-letter exchanges, KEDA and the alerts read queue depths through the
+    management API."""
     nothing = _only()
     permissions = {
         PUBLISHER_ROLE: {
@@ -333,7 +338,10 @@ def role_permissions(fleet: FleetSpec, topology: Topology) -> dict[str, dict[str
             "write": _only(names.EVENTS_EXCHANGE),
             "read": nothing,
         },
-        KEDA_ROLE: {"configure": nothing, "write": nothing, "read": nothing},
+        **{
+            role: {"configure": nothing, "write": nothing, "read": nothing}
+            for role in MONITORING_ROLES
+        },
     }
     for consumer in fleet.consumers:
         own = [q.name for q in topology.queues if q.consumer == consumer.name]
@@ -351,7 +359,7 @@ def user_resources(fleet: FleetSpec, topology: Topology) -> tuple[list[Manifest]
     for role, permissions in role_permissions(fleet, topology).items():
         name = workload_name(role)
         spec: Manifest = {"importCredentialsSecret": {"name": rabbitmq_secret(role)}}
-        if role == KEDA_ROLE:
+        if role in MONITORING_ROLES:
             spec["tags"] = ["monitoring"]  # enough to read queue depths, nothing else
         users.append(_topology_resource("User", name, spec))
         grant = {"vhost": VHOST, "userReference": {"name": name}, "permissions": permissions}
@@ -387,7 +395,7 @@ def _kustomization(resources: list[str]) -> str:
 
 def render_manifests(fleet: FleetSpec = DEFAULT_FLEET) -> dict[str, str]:
     """Every generated file, as {path relative to k8s/: YAML text}."""
-    taken = {PUBLISHER_ROLE, KEDA_ROLE, "webhook", "topology", "admin"}
+    taken = {PUBLISHER_ROLE, *MONITORING_ROLES, "webhook", "topology", "admin"}
     reserved = taken & {c.name for c in fleet.consumers}
     if reserved:
         raise ValueError(f"consumer names {sorted(reserved)} clash with other workloads")
@@ -419,6 +427,12 @@ def render_manifests(fleet: FleetSpec = DEFAULT_FLEET) -> dict[str, str]:
     for file, documents in topology_files.items():
         files[f"{TOPOLOGY_DIR}/{file}"] = _dump(*documents)
     files[f"{TOPOLOGY_DIR}/kustomization.yaml"] = _kustomization(list(topology_files))
+
+    component = monitoring.COMPONENT_DIR
+    files[f"{component}/kustomization.yaml"] = _dump(monitoring.component_kustomization())
+    files[f"{component}/podmonitors.yaml"] = _dump(*monitoring.pod_monitors())
+    files[f"{component}/prometheusrule.yaml"] = _dump(monitoring.prometheus_rule())
+    files[f"{component}/{monitoring.DASHBOARD_FILE}"] = monitoring.dashboard_json()
     return files
 
 

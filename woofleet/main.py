@@ -23,6 +23,7 @@ VERBS: tuple[str, ...] = (
     "consume",
     "run",
     "status",
+    "alerts",
     "dlq",
     "webhook",
     "reconcile",

@@ -66,6 +66,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     #: Seconds to wait before answering (longer than the client's timeout = a hang).
     delay: float = 0.0
+    #: Answer this text as it is (text/plain) instead of ``body`` as JSON, as Slack does.
+    text: str | None = None
 
 
 Route = Callable[[Recorded], Answer]
@@ -104,11 +106,12 @@ class HttpTargetServer:
         *,
         headers: dict[str, str] | None = None,
         times: int = 1,
+        text: str | None = None,
     ) -> None:
         """The next ``times`` requests get this answer (before falling back to the default)."""
         with self._lock:
             for _ in range(times):
-                self._script.append(Answer(status, body, headers or {}))
+                self._script.append(Answer(status, body, headers or {}, text=text))
 
     def hang(self, seconds: float, *, times: int = 1) -> None:
         """The next ``times`` requests get no answer for ``seconds``."""
@@ -145,12 +148,14 @@ class HttpTargetServer:
             assert self._released is not None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._released.wait(), answer.delay)
-        content = b"" if answer.body is None else json.dumps(answer.body).encode()
+        media_type: str | None
+        if answer.text is not None:
+            content, media_type = answer.text.encode(), "text/plain"
+        else:
+            content = b"" if answer.body is None else json.dumps(answer.body).encode()
+            media_type = "application/json" if content else None
         response = Response(
-            content,
-            status_code=answer.status,
-            headers=answer.headers,
-            media_type="application/json" if content else None,
+            content, status_code=answer.status, headers=answer.headers, media_type=media_type
         )
         await response(scope, receive, send)
 
