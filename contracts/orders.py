@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,19 +22,21 @@ ORDER_EVENT_TYPES = (
 
 #: The statuses WooCommerce itself defines. Plugins register more (``shipped``,
 #: ``awaiting-shipment``...): :attr:`OrderData.status` carries any of them as it is.
-OrderStatus = Literal[
-    "pending",
-    "processing",
-    "on-hold",
-    "completed",
-    "cancelled",
-    "refunded",
-    "failed",
-    "checkout-draft",
-    "auto-draft",
-    "draft",
-    "trash",
-]
+CORE_ORDER_STATUSES = frozenset(
+    {
+        "pending",
+        "processing",
+        "on-hold",
+        "completed",
+        "cancelled",
+        "refunded",
+        "failed",
+        "checkout-draft",
+        "auto-draft",
+        "draft",
+        "trash",
+    }
+)
 
 
 class _Frozen(BaseModel):

@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from contracts.orders import CORE_ORDER_STATUSES
 from fleet.woo_writeback import STATUS_META
 
 #: Statuses WooCommerce uses before an order really exists; nothing is emitted for them.
@@ -45,23 +46,9 @@ DRAFT_STATUSES = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
 #: Statuses of an order that was paid if it carries a payment date (cash on delivery can be
 #: completed unpaid; a refunded order was paid first).
 PAID_STATUSES = frozenset({"processing", "completed", "refunded"})
-#: The statuses WooCommerce itself defines; any other one was registered by a plugin (order
-#: status and shipment tracking plugins add ``shipped`` and the like) and is carried as it is.
-CORE_STATUSES = (
-    frozenset(
-        {
-            "pending",
-            "processing",
-            "on-hold",
-            "completed",
-            "cancelled",
-            "refunded",
-            "failed",
-            "trash",
-        }
-    )
-    | DRAFT_STATUSES
-)
+#: Any status not here was registered by a plugin (order status and shipment tracking plugins
+#: add ``shipped`` and the like) and is carried as it is.
+CORE_STATUSES = CORE_ORDER_STATUSES | DRAFT_STATUSES
 #: Statuses whose every entry is an event (an order can be cancelled, reopened, cancelled again).
 ENTERED_STATUSES = ("cancelled", "failed")
 
