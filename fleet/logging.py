@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-#: Patterns that must never reach a log line: URL passwords, emails, bearer tokens, HMAC secrets.
+#: Never in a log line: URL passwords, emails, bearer tokens, credentials by key name.
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.I),
@@ -22,7 +22,12 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
     (
-        re.compile(r"(?i)\b(secret|password|passwd|token)([\"']?\s*[:=]\s*)[^\s,;&\"']+"),
+        # Any key that *contains* a credential word: api_secret, client_secret, access_token,
+        # apikey, X-Api-Key (a word boundary before "secret" let the prefixed names through).
+        re.compile(
+            r"(?i)(?<![\w-])([\w-]*(?:secret|password|passwd|token|api[_-]?key)[\w-]*)"
+            r"([\"']?\s*[:=]\s*[\"']?)[^\s,;&\"']+"
+        ),
         r"\1\2***",
     ),
 )
