@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,8 +34,27 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+#: Values of the configured secrets, masked wherever they appear (an echoed answer, a URL).
+_SECRET_VALUES: set[str] = set()
+#: Shorter values would mask ordinary words; real credentials are longer.
+_MIN_SECRET_LENGTH = 6
+
+
+def remember_secret_values(values: Iterable[str]) -> None:
+    """Mask these values in every later :func:`redact` call, whatever key carries them."""
+    _SECRET_VALUES.update(v for v in values if len(v) >= _MIN_SECRET_LENGTH)
+
+
+def forget_secret_values() -> None:
+    """Drop the remembered values (tests; a process keeps its secrets for its lifetime)."""
+    _SECRET_VALUES.clear()
+
+
 def redact(text: str) -> str:
     """Remove credentials and email addresses from a string bound for a log or an error report."""
+    # longest first, so a secret containing another is masked whole
+    for value in sorted(_SECRET_VALUES, key=len, reverse=True):
+        text = text.replace(value, "***")
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text

@@ -223,6 +223,19 @@ class Settings(BaseSettings):
                 "postgresql://user@host/db, or WOOFLEET_ENVIRONMENT=development for one process."
             )
 
+    def secret_values(self) -> list[str]:
+        """The values of every credential field, for redaction wherever they appear."""
+        values: list[str] = []
+        for name in type(self).model_fields:
+            field = getattr(self, name)
+            if not isinstance(field, SecretStr):
+                continue
+            for raw in field.get_secret_value().split(","):  # rotated secrets: "new,old"
+                # a URL's secret is its password; the host stays readable in a log line
+                password = urlsplit(raw.strip()).password if "://" in raw else None
+                values.append(password or raw.strip())
+        return [v for v in values if v]
+
     def webhook_secrets(self) -> list[bytes]:
         """The accepted webhook secrets, newest first, as WooCommerce signs with them."""
         raw = self.webhook_secret.get_secret_value()

@@ -136,7 +136,7 @@ def explain(exc: BaseException) -> tuple[int, str] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from fleet.logging import setup_logging
+    from fleet.logging import remember_secret_values, setup_logging
     from fleet.settings import Settings
 
     args = build_parser().parse_args(argv)
@@ -146,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"woofleet: invalid configuration: {settings_problem(exc)}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
+    remember_secret_values(settings.secret_values())
     try:
         args.settings = settings
         if getattr(args, "shared_state", False):
