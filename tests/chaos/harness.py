@@ -127,9 +127,9 @@ class Figures:
 class BrokerLog:
     """Counts the channel closures RabbitMQ logs for one virtual host from a point in time."""
 
-    def __init__(self, vhost: str) -> None:
+    def __init__(self, vhost: str, path: Path | None = None) -> None:
         self.vhost = vhost
-        paths = sorted(Path("/").glob(BROKER_LOG_GLOB.lstrip("/")))
+        paths = [path] if path else sorted(Path("/").glob(BROKER_LOG_GLOB.lstrip("/")))
         self.path = paths[0] if paths else None
         self.offset = self._size()
 
@@ -171,6 +171,9 @@ class ChaosFleet:
         *,
         state_url: str | None = None,
         log_level: str = "WARNING",
+        amqp_url: str | None = None,
+        management_url: str | None = None,
+        broker_log: Path | None = None,
     ) -> None:
         self.policies: list[ConsumerPolicy] = [
             c
@@ -179,8 +182,8 @@ class ChaosFleet:
         ]
         self.vhost = f"chaos-{uuid.uuid4().hex[:8]}"
         base = Settings()
-        self.management_url = base.management_url.get_secret_value()
-        amqp = base.amqp_url.get_secret_value().rstrip("/")
+        self.management_url = management_url or base.management_url.get_secret_value()
+        amqp = (amqp_url or base.amqp_url.get_secret_value()).rstrip("/")
         self.amqp_url = f"{amqp}/{quote(self.vhost, safe='')}"
         self.work = Path(tempfile.mkdtemp(prefix="woofleet-chaos-"))
         self.state_url = state_url or f"sqlite:///{self.work}/state.db"
@@ -193,7 +196,7 @@ class ChaosFleet:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
         self.management = Management(self.management_url)
-        self.broker_log = BrokerLog(self.vhost)
+        self.broker_log = BrokerLog(self.vhost, broker_log)
         self.audit: list[dict[str, Any]] = []
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._restarts = 0

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 
@@ -22,6 +23,7 @@ from publisher.signature import sign
 from publisher.simulate.encoding import Delivery, delivery
 from publisher.simulate.orders import make_order
 from tests.chaos.harness import SECRET, ChaosFleet, Figures
+from tests.chaos.local_cluster import LocalCluster
 from tests.chaos.private_postgres import PrivatePostgres
 from tests.support.http_target_server import Answer
 from topology import names
@@ -152,6 +154,44 @@ async def state_down(size: Size) -> Figures:
     return figures
 
 
+async def node_loss(size: Size) -> Figures:
+    """A three-node cluster of the run's own; the fleet talks to the first node. A third into the
+    burst the third node is killed (kill -9) and the HTTP targets answer 503, so messages go
+    through the quorum retry tiers while one of their three members is gone; the node comes back
+    after ``size.outage`` seconds (at most 30) and rejoins by itself."""
+    with LocalCluster(3) as cluster:
+        first, _, victim = cluster.nodes
+        async with ChaosFleet(
+            amqp_url=first.amqp_url,
+            management_url=first.management_url,
+            broker_log=first.directory / "log" / f"{first.name}.log",
+        ) as fleet:
+
+            async def chaos(done: asyncio.Event) -> None:
+                await asyncio.sleep(size.orders / size.rate / 3)
+                await asyncio.to_thread(victim.kill)
+                fleet.target.route = lambda request: Answer(503, {"error": "down"}, {})
+                await asyncio.sleep(min(size.outage, 30))
+                fleet.target.route = None
+                await asyncio.to_thread(victim.start)
+
+            figures, _ = await _while_sending(fleet, size, chaos)
+            tiers = [
+                q
+                for q in fleet.management.get(
+                    f"/queues/{quote(fleet.vhost, safe='')}", columns="name,type,members"
+                )
+                if q.get("type") == "quorum"
+            ]
+            whole = sum(1 for q in tiers if len(q.get("members") or []) == len(cluster.nodes))
+    figures.scenario = "node-loss"
+    figures.notes.append(
+        f"quorum queues with all {len(cluster.nodes)} members after the node came back: "
+        f"{whole} of {len(tiers)}"
+    )
+    return figures
+
+
 def _poison_bodies(count: int, rng: random.Random) -> list[bytes]:
     shapes: list[Callable[[int], bytes]] = [
         lambda n: b"{not json",
@@ -239,6 +279,7 @@ SCENARIOS: dict[str, Callable[[Size], Coroutine[Any, Any, Figures]]] = {
     "broker-restart": broker_restart,
     "target-down": target_down,
     "state-down": state_down,
+    "node-loss": node_loss,
     "poison": poison,
     "fuzz": fuzz,
 }
