@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 from fleet.errors import ContractError
 from fleet.woo_rest import WooRest
 from publisher.ingest import Ingest
@@ -37,12 +39,16 @@ class ReconcileReport:
     pages: int = 0
     orders: int = 0
     refused: int = 0
+    #: Refused orders kept whole in the state store (``woofleet ingress list``) for a replay.
+    kept: int = 0
     events: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     def summary(self) -> str:
         emitted = ", ".join(f"{n} {t}" for t, n in sorted(self.events.items())) or "no events"
-        refused = f", {self.refused} refused (see above)" if self.refused else ""
+        refused = (
+            f", {self.refused} refused and kept (woofleet ingress list)" if self.refused else ""
+        )
         return (
             f"reconcile: {self.orders} orders on {self.pages} pages in {self.seconds:.1f}s -> "
             f"{emitted}{refused}; cursor {self.cursor_before or '-'} -> {self.cursor_after}"
@@ -88,8 +94,22 @@ class Reconciler:
                 try:
                     result = await self._ingest.order(self._source, order)
                 except ContractError as exc:
+                    # The cursor moves past this order, so it is kept whole, as the webhook
+                    # keeps a delivery it cannot use: `woofleet ingress replay` once fixed.
                     report.refused += 1
-                    log.error("reconcile: skipped an order: %s", exc)
+                    headers = {
+                        "x-wc-webhook-source": self._source,
+                        "x-woofleet-origin": "reconcile",
+                    }
+                    body = orjson.dumps(order)
+                    kept_id = await self._store.keep(headers, body, "order.updated", str(exc))
+                    report.kept += 1
+                    log.error(
+                        "reconcile: kept order %s as delivery %d: %s",
+                        order.get("id") if isinstance(order, dict) else "?",
+                        kept_id,
+                        exc,
+                    )
                     continue
                 report.events.update(result.events)
                 if result.events:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
@@ -127,6 +128,30 @@ async def test_reconcile_announces_an_order_in_a_status_a_plugin_registered(
     assert [e.routing_key for e in got] == ["order.created", "order.paid"]
     assert got[0].body["data"]["status"] == "shipped"
     assert report.refused == 0
+
+
+async def test_an_order_the_contract_refuses_is_kept_for_a_replay_not_skipped(
+    woo: WooServer,
+    world: tuple[Reconciler, PublisherStore, OutboxRelay, asyncio.Queue[Captured]],
+) -> None:
+    reconciler, store, relay, inbox = world
+    broken = order(6, "processing", "2026-11-28T05:00:01", currency="not a currency")
+    woo.store.put_order(broken)
+    woo.store.put_order(order(7, "processing", "2026-11-28T05:00:02"))
+
+    report = await reconciler.run_once(since="2026-11-28T05:00:00")
+
+    # The cursor moves past it, so the order is kept whole where `woofleet ingress` finds it
+    assert report.refused == 1 and report.kept == 1
+    assert report.cursor_after == "2026-11-28T05:00:02"
+    [kept] = await store.kept_deliveries(10)
+    assert kept.topic == "order.updated" and "currency" in kept.reason
+    assert orjson.loads(kept.body)["id"] == 6
+    assert kept.headers["x-woofleet-origin"] == "reconcile"
+    # and the next order still flows
+    await relay.flush(5)
+    got = [await asyncio.wait_for(inbox.get(), 5) for _ in range(2)]
+    assert [e.body["data"]["id"] for e in got] == [7, 7]
 
 
 async def test_reconcile_follows_every_page(
