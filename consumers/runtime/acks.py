@@ -16,7 +16,14 @@ would never close, so :meth:`AckWindow.stop_batching` makes every later ack a si
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aio_pika.exceptions
+import aiormq.exceptions
 
 
 @dataclass
@@ -75,3 +82,60 @@ class AckWindow:
         self.batching = False
         self._above.clear()
         return owed
+
+
+class AckChannel(Protocol):
+    """What sending acks needs of a channel (aiormq's channel has it)."""
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> Awaitable[Any]: ...
+
+
+class AckSender:
+    """One channel's acks, decided and sent in one order.
+
+    Sending a frame waits for the connection's writer, and deliveries finish meanwhile. Were the
+    decision taken outside the lock, a multiple ack decided later could reach the broker before a
+    single ack decided earlier for a tag it covers: PRECONDITION_FAILED, the channel closed, and
+    every unacked delivery on it (finished effects among them) sent round again.
+    """
+
+    def __init__(self, channel: AckChannel, batch: int, log: logging.LoggerAdapter[Any]) -> None:
+        self.channel = channel
+        self.window = AckWindow(batch=batch)
+        self._log = log
+        self._lock = asyncio.Lock()
+
+    async def acked(self, tag: int) -> None:
+        """``tag`` is finished and owes its ack: a full batch goes out now, the rest waits."""
+        self.window.settle(tag, owes_ack=True)
+        async with self._lock:
+            await self._send(*self.window.due(idle=False))
+
+    def nacked(self, tag: int) -> None:
+        """``tag`` was given back (its nack is sent): it no longer holds up batched acks."""
+        self.window.settle(tag, owes_ack=False)
+
+    async def flush(self) -> bool:
+        """Send everything owed; False when nothing was."""
+        async with self._lock:
+            multiple, singles = self.window.due(idle=True)
+            if multiple is None and not singles:
+                return False
+            await self._send(multiple, singles)
+            return True
+
+    async def stop_batching(self) -> None:
+        """After a basic.cancel (see the module docstring): what is owed goes now, singly later."""
+        async with self._lock:
+            await self._send(*self.window.stop_batching())
+
+    async def _send(self, multiple: int | None, singles: list[int]) -> None:
+        try:
+            if multiple is not None:
+                await self.channel.basic_ack(multiple, multiple=True)
+            for tag in singles:
+                await self.channel.basic_ack(tag)
+        except (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError) as exc:
+            # The channel died under us; the broker requeues what it held, and the ledger or
+            # the redelivery count takes care of it next time.
+            self._log.warning("could not send acks (%s); the broker will redeliver those", exc)

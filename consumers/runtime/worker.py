@@ -33,7 +33,7 @@ from aio_pika.abc import (
 )
 
 from consumers.runtime import observe
-from consumers.runtime.acks import AckWindow
+from consumers.runtime.acks import AckSender, AckWindow
 from consumers.runtime.breaker import BreakerState, CircuitBreaker
 from consumers.runtime.deadlines import Deadlines
 from consumers.runtime.failure import (
@@ -105,8 +105,11 @@ class ConsumerWorker:
         self._idle.set()
         self._stopping = False
         self._keys_in_progress: dict[str, asyncio.Event] = {}
-        self._ack_channel: Any = None
-        self._ack_window = self._new_ack_window()
+        #: The acks of the channel deliveries currently arrive on (tags count per channel).
+        self._acks: AckSender | None = None
+        #: At most half the prefetch: finished deliveries waiting for a full batch must leave
+        #: the broker slots to send more, or the batch would never fill (prefetch 1: at once).
+        self.ack_batch = max(1, min(AckWindow.batch, policy.effective_prefetch // 2))
         #: Sends the acks owed once nothing is being handled (see _flush_acks).
         self._flush: asyncio.Task[None] | None = None
         self._deadlines = Deadlines(policy.timeout)
@@ -114,6 +117,7 @@ class ConsumerWorker:
         #: dead letter: their redelivery is not a crash and must not count towards the limit.
         self._refused: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._handling: set[asyncio.Task[None]] = set()
         self._log = with_context(log, consumer=policy.name)
         bp = policy.breaker
         self.breaker = CircuitBreaker(
@@ -165,10 +169,10 @@ class ConsumerWorker:
         if self._queue is not None and self._consumer_tag is not None:
             tag, self._consumer_tag = self._consumer_tag, None
             await self._queue.cancel(tag)
-            if self._ack_channel is not None:
+            if self._acks is not None:
                 # A delivery racing the cancel may be dropped by the client: its tag would stay
                 # a gap forever, so this channel's acks are single from now on.
-                await self._send(self._ack_channel, *self._ack_window.stop_batching())
+                await self._acks.stop_batching()
 
     async def resume(self) -> None:
         if self._queue is not None and self._consumer_tag is None and not self._stopping:
@@ -192,7 +196,8 @@ class ConsumerWorker:
                 grace,
             )
         # Acks still waiting for a batch go out before the channel closes.
-        await self._send_acks(idle=True)
+        if self._acks is not None:
+            await self._acks.flush()
         self._deadlines.close()
         for channel in (self._channel, self._publish_channel):
             if channel is not None and not channel.is_closed:
@@ -204,6 +209,15 @@ class ConsumerWorker:
 
     # -- one delivery ---------------------------------------------------------------------------
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        # A closing channel cancels the callbacks it started. Handling runs in a task of its own
+        # and goes on regardless, so an effect is never left without its ledger record: its ack
+        # fails on the dead channel, and the redelivery finds the ledger's record.
+        task = asyncio.get_running_loop().create_task(self._deliver(message))
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
+        await asyncio.shield(task)
+
+    async def _deliver(self, message: AbstractIncomingMessage) -> None:
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -237,15 +251,12 @@ class ConsumerWorker:
         (and one wait for the connection's writer) each; a full batch goes out without waiting.
         """
         try:
-            while True:
+            while (acks := self._acks) is not None:
                 # Also after a send: what finished while it waited for the writer gathers again.
-                if self._ack_window.batching:
+                if acks.window.batching:
                     await asyncio.sleep(ACK_DELAY)
-                multiple, singles = self._ack_window.due(idle=True)
-                channel = self._ack_channel
-                if channel is None or (multiple is None and not singles):
+                if not await acks.flush():
                     break
-                await self._send(channel, multiple, singles)
         except Exception:
             self._log.exception("could not send acks; the broker will redeliver those messages")
         finally:
@@ -464,46 +475,23 @@ class ConsumerWorker:
         await self._acknowledge(message)
 
     async def _acknowledge(self, message: AbstractIncomingMessage) -> None:
-        """Ack ``message``: batched with others where that is safe (consumers/runtime/acks.py)."""
-        window = self._window_for(message)
-        window.settle(message.delivery_tag or 0, owes_ack=True)
-        # A full batch goes out now; the rest waits for the flush once nothing is being handled.
-        multiple, singles = window.due(idle=False)
-        if multiple is not None or singles:
-            await self._send(self._ack_channel, multiple, singles)
+        """Ack ``message``: batched with others where that is safe (consumers/runtime/acks.py);
+        a full batch goes out now, the rest with the flush once nothing is being handled."""
+        await self._sender_for(message).acked(message.delivery_tag or 0)
 
     async def _nack(self, message: AbstractIncomingMessage) -> None:
         """Give ``message`` back to the broker now; its tag no longer holds up batched acks."""
         observe.count_requeue(self.policy.name)
         await self._settle(message.nack(requeue=True))
-        self._window_for(message).settle(message.delivery_tag or 0, owes_ack=False)
+        self._sender_for(message).nacked(message.delivery_tag or 0)
 
-    def _window_for(self, message: AbstractIncomingMessage) -> AckWindow:
-        # Tags count per channel: a reconnected channel starts again at 1 with a new window,
-        # and acks for the old one are never sent on the new one.
+    def _sender_for(self, message: AbstractIncomingMessage) -> AckSender:
+        # Tags count per channel: a reconnected channel starts again at 1 with a sender of its
+        # own, and acks for the old one are never sent on the new one.
         channel = message.channel
-        if channel is not self._ack_channel:
-            self._ack_channel, self._ack_window = channel, self._new_ack_window()
-        return self._ack_window
-
-    def _new_ack_window(self) -> AckWindow:
-        # At most half the prefetch: finished deliveries waiting for a full batch must leave the
-        # broker slots to send more, or the batch would never fill (prefetch 1: every ack at once).
-        return AckWindow(batch=max(1, min(AckWindow.batch, self.policy.effective_prefetch // 2)))
-
-    async def _send_acks(self, *, idle: bool) -> None:
-        channel = self._ack_channel
-        if channel is None:
-            return
-        multiple, singles = self._ack_window.due(idle=idle)
-        if multiple is not None or singles:
-            await self._send(channel, multiple, singles)
-
-    async def _send(self, channel: Any, multiple: int | None, singles: list[int]) -> None:
-        if multiple is not None:
-            await self._settle(channel.basic_ack(multiple, multiple=True))
-        for tag in singles:
-            await self._settle(channel.basic_ack(tag))
+        if self._acks is None or channel is not self._acks.channel:
+            self._acks = AckSender(channel, self.ack_batch, self._log)
+        return self._acks
 
     async def _settle(self, settle: Any) -> None:
         try:

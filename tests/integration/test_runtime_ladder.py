@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
@@ -22,6 +23,7 @@ from fleet.settings import Settings
 from tests.builders import order_event
 from tests.support.amqp import apply, depth, drain, fast_fleet, publish, wait_until
 from topology import names
+from topology.management import Management
 from topology.routing import topic_matches
 
 pytestmark = pytest.mark.integration
@@ -330,4 +332,50 @@ async def test_acks_behind_a_slow_delivery_never_close_the_channel(
     assert len(calls) == 6 and not any(d.redelivered for d in calls)
     assert worker.stats["duplicate"] == 0 and worker.stats["handled"] == 6
     assert await depth(connection, names.work_queue("analytics")) == 0
+    assert await depth(connection, names.dead_letter_queue("analytics")) == 0
+
+
+async def test_a_channel_closed_mid_handler_never_leaves_an_effect_without_its_record(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings, management: Management
+) -> None:
+    import asyncio
+
+    # Given a handler that has done its effect and has not returned yet
+    fleet = fast_fleet("analytics")
+    await apply(connection, fleet, vhost)
+    effects: list[str] = []
+    effect_done, release = asyncio.Event(), asyncio.Event()
+
+    async def handler(event: AnyEnvelope, delivery: Delivery) -> None:
+        effects.append(str(event.event_id))
+        effect_done.set()
+        await release.wait()
+
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, handler)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    try:
+        event = order_event("order.paid", unique=True)
+        await publish(connection, event)
+        await asyncio.wait_for(effect_done.wait(), 10)
+
+        # When the broker closes the consumer's connection (and so its channel) under it
+        def consumer_connections() -> list[str]:
+            listed = management.get(f"/vhosts/{quote(vhost, safe='')}/connections")
+            return [c["name"] for c in listed if "analytics" in str(c.get("client_properties"))]
+
+        await wait_until(lambda: bool(consumer_connections()), timeout=30, interval=0.5)
+        for name in consumer_connections():
+            management.request("DELETE", f"/connections/{quote(name, safe='')}")
+        await wait_until(lambda: not worker.consuming, timeout=10)
+        release.set()
+
+        # Then the handling finished and recorded its effect: the redelivery is a duplicate
+        await wait_until(lambda: worker.stats["duplicate"] == 1, timeout=30)
+        await until_drained(sup)
+    finally:
+        await sup.stop(5)
+    assert effects == [str(event.event_id)]
     assert await depth(connection, names.dead_letter_queue("analytics")) == 0

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.runtime.acks import AckWindow
+from consumers.runtime.acks import AckSender, AckWindow
+
+LOG = logging.LoggerAdapter(logging.getLogger("test"))
 
 
 def test_in_order_settles_go_out_as_one_multiple_ack_per_batch() -> None:
@@ -121,8 +127,64 @@ def test_a_batch_never_needs_more_than_half_the_prefetch() -> None:
     spec = HandlerSpec()
 
     def batch(prefetch: int) -> int:
-        return ConsumerWorker(replace(policy, prefetch=prefetch), spec, handler)._ack_window.batch
+        return ConsumerWorker(replace(policy, prefetch=prefetch), spec, handler).ack_batch
 
     batches = {prefetch: batch(prefetch) for prefetch in (1, 4, 20, 100)}
     # Finished deliveries waiting for a batch leave the broker room to send the rest of it.
     assert batches == {1: 1, 4: 2, 20: 10, 100: 16}
+
+
+class BrokerTags:
+    """The broker's side of one channel: its outstanding tags. A frame naming a tag that is not
+    outstanding is what RabbitMQ closes the channel for (PRECONDITION_FAILED)."""
+
+    def __init__(self, count: int, rng: random.Random) -> None:
+        self.outstanding = set(range(1, count + 1))
+        self.finished: set[int] = set()
+        self.rng = rng
+
+    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        assert delivery_tag in self.outstanding, f"unknown delivery tag {delivery_tag}"
+        covered = {t for t in self.outstanding if t <= delivery_tag} if multiple else {delivery_tag}
+        assert covered <= self.finished, "an ack covered a delivery still being handled"
+        self.outstanding -= covered
+        for _ in range(self.rng.randint(0, 3)):  # the connection's writer takes its time
+            await asyncio.sleep(0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_concurrent_completions_and_flushes_never_name_a_covered_tag(
+    data: st.DataObject,
+) -> None:
+    count = data.draw(st.integers(1, 40))
+    order = data.draw(st.permutations(range(1, count + 1)))
+    nacked = {t for t in order if data.draw(st.booleans()) and t % 4 == 0}
+    broker = BrokerTags(count, random.Random(data.draw(st.integers(0, 2**32))))
+    sender = AckSender(broker, batch=data.draw(st.integers(1, 8)), log=LOG)
+    waits = [data.draw(st.integers(0, 4)) for _ in order]
+    flush_after = data.draw(st.sets(st.integers(0, count)))
+    cancel_at = data.draw(st.integers(0, count * 2))
+
+    async def finish(index: int, tag: int) -> None:
+        for _ in range(waits[index]):  # deliveries finish in any interleaving
+            await asyncio.sleep(0)
+        broker.finished.add(tag)
+        if tag in nacked:
+            broker.outstanding.discard(tag)  # the nack went out: the broker took it back
+            sender.nacked(tag)
+        else:
+            await sender.acked(tag)
+        if index in flush_after:
+            await sender.flush()
+        if index == cancel_at:
+            await sender.stop_batching()
+
+    async def run() -> None:
+        async with asyncio.TaskGroup() as group:
+            for index, tag in enumerate(order):
+                group.create_task(finish(index, tag))
+        await sender.flush()
+
+    asyncio.run(run())
+    assert broker.outstanding == set(), "every finished delivery is acked once idle"
