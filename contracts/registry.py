@@ -97,6 +97,9 @@ def _parse_carefully(
         raw = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ContractError(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        # Not a crash to retry: the same body breaks the parser every time.
+        raise ContractError("body nests deeper than the JSON parser allows") from None
     if not isinstance(raw, dict):
         raise ContractError(f"body is a JSON {type(raw).__name__}, not an object")
     body_type, version = raw.get("event_type"), raw.get("schema_version")

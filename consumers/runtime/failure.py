@@ -20,6 +20,10 @@ from fleet.errors import ContractError, PermanentError, TransientError
 from fleet.logging import redact
 from topology.fleet import ConsumerPolicy
 
+#: Times a delivery's handling may start and never finish (the process died, or its connection
+#: went) before it is taken for what kills its consumer and dead-lettered. Only handling that
+#: started counts: deliveries merely prefetched when a process is killed come back uncounted.
+CRASH_LIMIT = 5
 #: Longest woofleet-error header kept: enough for a target's answer, bounded for the broker.
 MAX_ERROR_TEXT = 2000
 #: Headers the broker adds on dead-lettering; woofleet's own headers carry the history instead.

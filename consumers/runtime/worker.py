@@ -5,7 +5,7 @@
     handler succeeds ───────────────────────────▶ ledger, ack
     transient error / timeout / unexpected ─────▶ next retry tier (confirmed), ack
     permanent error, or attempts exhausted ─────▶ DLQ (confirmed), ack
-    redelivered unacked too often (crashes) ────▶ DLQ (confirmed), ack
+    handling cut short 5 times (crashes) ───────▶ DLQ (confirmed), ack
 
 The confirmed publish always comes before the ack, so a crash at any point loses nothing.
 
@@ -37,6 +37,7 @@ from consumers.runtime.acks import AckSender, AckWindow
 from consumers.runtime.breaker import BreakerState, CircuitBreaker
 from consumers.runtime.deadlines import Deadlines
 from consumers.runtime.failure import (
+    CRASH_LIMIT,
     attempt_of,
     copy_message,
     decide,
@@ -270,15 +271,9 @@ class ConsumerWorker:
         message_id = message.message_id or ""
         refused_before = message_id in self._refused
         self._refused.discard(message_id)
-        if message.redelivered and self.ledger is not None and not refused_before:
-            count = await self.ledger.count_redelivery(self.policy.name, message_id)
-            if count >= self.policy.max_attempts:
-                reason = (
-                    f"ConsumerCrashed: delivered {count + 1} times without an ack "
-                    "(the consumer died or lost its connection while handling it)"
-                )
-                await self._dead_letter(message, headers, attempt, reason)
-                return
+        # Redelivered without an ack: a crash may have come from this message (counted once its
+        # handling starts again), unless this worker put it back itself.
+        suspect = bool(message.redelivered) and not refused_before
         try:
             event = parse(
                 message.body,
@@ -307,7 +302,7 @@ class ConsumerWorker:
             headers=headers,
         )
         if self.spec.business_key is None or self.ledger is None:
-            await self._handle(message, headers, event, delivery)
+            await self._handle(message, headers, event, delivery, suspect)
             return
         # Two copies of one fact can arrive in the same prefetch window (order.created and
         # order.updated with one body): the second waits for the first, then finds it done.
@@ -319,7 +314,7 @@ class ConsumerWorker:
                 delivery.log.info("already done (duplicate delivery); acking, no second effect")
                 await self._ack(message, delivery, "duplicate")
                 return
-            await self._handle(message, headers, event, delivery)
+            await self._handle(message, headers, event, delivery, suspect)
         finally:
             self._keys_in_progress.pop(key).set()
 
@@ -329,6 +324,7 @@ class ConsumerWorker:
         headers: dict[str, Any],
         event: AnyEnvelope,
         delivery: Delivery,
+        suspect: bool = False,
     ) -> None:
         attempt, key = delivery.attempt, delivery.business_key
         # The breaker is closed nearly always: ask it directly before waiting in a coroutine.
@@ -337,6 +333,15 @@ class ConsumerWorker:
             # Stopping while the breaker holds this message: the broker gets it back.
             await self._nack(message)
             return
+        if suspect and self.ledger is not None:
+            started = await self.ledger.count_redelivery(self.policy.name, delivery.message_id)
+            if started >= CRASH_LIMIT:
+                reason = (
+                    f"ConsumerCrashed: its handling was cut short {started} times "
+                    "(the consumer died or lost its connection while handling it)"
+                )
+                await self._dead_letter(message, headers, attempt, reason, delivery)
+                return
         exception = await self._run_handler(event, delivery)
         # The target answered usefully unless it failed transiently (a PermanentError is an
         # answer: the request itself is wrong).

@@ -189,6 +189,21 @@ def test_parse_rejects_malformed_bodies(body: bytes, message: str) -> None:
         parse(body)
 
 
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+@pytest.mark.parametrize("properties", [False, True], ids=["bare", "typed"])
+def test_a_body_nested_too_deep_for_the_parser_is_a_contract_error(
+    depth: int, properties: bool
+) -> None:
+    # A contract error is dead-lettered at once; a RecursionError went round as a crash.
+    inner = b'{"k":' * depth + b"1" + b"}" * depth
+    body = b'{"event_type": "order.paid", "schema_version": 1, "data": ' + inner + b"}"
+    typed = {"event_type": "order.paid", "schema_version": 1} if properties else {}
+    with pytest.raises(ContractError, match="nests deeper"):
+        parse(body, **typed)  # type: ignore[arg-type]
+    with pytest.raises(ContractError, match="nests deeper"):
+        parse(b"[" * depth + b"]" * depth, **typed)  # type: ignore[arg-type]
+
+
 def test_parse_names_the_known_versions_of_an_unknown_version() -> None:
     with pytest.raises(
         ContractError, match=r"no contract for 'order.paid' version 9; known versions: \[1\]"

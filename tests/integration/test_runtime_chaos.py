@@ -17,6 +17,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from consumers.runtime import Delivery, HandlerSpec, Supervisor
+from consumers.runtime.failure import CRASH_LIMIT
 from consumers.runtime.handler import AnyEnvelope
 from contracts.messages import ERROR_HEADER
 from fleet.errors import TransientError
@@ -130,18 +131,17 @@ async def test_kill_9_during_a_handler_loses_nothing_and_a_restarted_consumer_ha
 
 
 @pytest.mark.chaos
-async def test_a_message_that_crashes_its_consumer_every_time_is_dead_lettered_after_max_attempts(
+async def test_a_message_that_crashes_its_consumer_every_time_is_dead_lettered_after_the_limit(
     connection: AbstractRobustConnection, vhost: str, spawn: Spawn, markers: Path
 ) -> None:
-    # Given a message whose handler kills its own process, under a policy of 2 attempts
+    # Given a message whose handler kills its own process
     fleet = fast_fleet(CONSUMER)
-    max_attempts = fleet.consumer(CONSUMER).max_attempts
     await apply(connection, fleet, vhost)
     event = order_event("order.paid")
     await publish(connection, event)
     # When the consumer is restarted after each crash, as Kubernetes would do
     crashes = 0
-    for _ in range(max_attempts + 1):
+    for _ in range(CRASH_LIMIT + 1):
         process = spawn("crash")
 
         async def crashed_or_dead_lettered(process: subprocess.Popen[bytes] = process) -> bool:
@@ -152,15 +152,16 @@ async def test_a_message_that_crashes_its_consumer_every_time_is_dead_lettered_a
             break
         assert process.returncode == -signal.SIGKILL, logs(markers)
         crashes += 1
-    # Then it crashed its consumer max-attempts times, no more, and went to the DLQ
-    assert crashes == max_attempts
-    assert attempts(markers) == max_attempts
+    # Then it crashed its consumer as many times as the limit allows, no more, and went to the
+    # DLQ without its handler running again
+    assert crashes == CRASH_LIMIT
+    assert attempts(markers) == CRASH_LIMIT
     process.send_signal(signal.SIGTERM)
     assert await exited(process, 10, markers) == 0
     [dead] = await drain(connection, DLQ)
     assert dead.message_id == str(event.event_id)
     error = str((dead.headers or {})[ERROR_HEADER])
-    assert f"ConsumerCrashed: delivered {max_attempts + 1} times without an ack" in error
+    assert f"ConsumerCrashed: its handling was cut short {CRASH_LIMIT} times" in error
     assert await depth(connection, WORK) == 0
 
 
