@@ -12,9 +12,40 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from fleet.errors import ConfigError
+from fleet.errors import ConfigError, DependencyUnavailable
 
 Backend = Literal["sqlite", "postgresql"]
+
+#: Seconds a PostgreSQL connection attempt may take before the store counts as unreachable.
+CONNECT_TIMEOUT_SECONDS = 5
+#: How libpq says the server was not reached at all (as opposed to a refused user or database).
+UNREACHABLE_SIGNS = (
+    "connection refused",
+    "timeout expired",
+    "could not translate host name",
+    "no route to host",
+    "network is unreachable",
+    "no such file or directory",  # a Unix socket path with no server behind it
+    "server closed the connection",
+    "terminating connection",
+    "the connection is closed",
+    "connection is lost",
+)
+
+
+def postgres_failure(exc: Exception) -> ConfigError | DependencyUnavailable:
+    """What a psycopg failure to connect (or a connection lost) means, in one line: the server
+    not answering (exit 3, and a pause for a running consumer) or a setting to fix (exit 2)."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if any(sign in detail.lower() for sign in UNREACHABLE_SIGNS):
+        return DependencyUnavailable(
+            f"the PostgreSQL state store named by WOOFLEET_STATE_URL is not answering "
+            f"({detail}); start it, or point WOOFLEET_STATE_URL at one"
+        )
+    return ConfigError(
+        f"cannot open the PostgreSQL state store named by WOOFLEET_STATE_URL "
+        f"({detail}); check the user, password and database in the URL"
+    )
 
 
 def backend_of(state_url: str) -> Backend:

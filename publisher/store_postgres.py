@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from fleet.errors import ConfigError, DependencyUnavailable
+from fleet.state import CONNECT_TIMEOUT_SECONDS, postgres_failure
 from publisher.outgoing import Outgoing
 from publisher.store import Decide, KeptDelivery, OutboxRow, ResourceKey, SetAsideRow
 
@@ -61,17 +61,6 @@ CREATE TABLE IF NOT EXISTS publisher_kept (
 );
 """
 
-
-CONNECT_TIMEOUT_SECONDS = 5
-#: How libpq says the server was not reached at all (as opposed to a refused user or database).
-UNREACHABLE_SIGNS = (
-    "connection refused",
-    "timeout expired",
-    "could not translate host name",
-    "no route to host",
-    "network is unreachable",
-    "no such file or directory",  # a Unix socket path with no server behind it
-)
 
 #: How long closing waits for a group commit under way.
 CLOSE_WAIT_SECONDS = 5.0
@@ -132,16 +121,7 @@ class PostgresStore:
                 state_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
             )
         except psycopg.OperationalError as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if any(sign in detail.lower() for sign in UNREACHABLE_SIGNS):
-                raise DependencyUnavailable(
-                    f"the PostgreSQL state store named by WOOFLEET_STATE_URL is not answering "
-                    f"({detail}); start it, or point WOOFLEET_STATE_URL at one"
-                ) from None
-            raise ConfigError(
-                f"cannot open the PostgreSQL state store named by WOOFLEET_STATE_URL "
-                f"({detail}); check the user, password and database in the URL"
-            ) from None
+            raise postgres_failure(exc) from None
         # Two processes starting together may both create the tables: serialise that.
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock(74101)")

@@ -3,6 +3,9 @@
 It also counts redeliveries of messages that were never acknowledged (a consumer killed in the
 middle of a handler), so a message that crashes its consumer every time is dead-lettered instead
 of looping forever.
+
+A store that cannot be reached raises :class:`DependencyUnavailable` from every call: the worker
+pauses on it (consumers/runtime/pause.py) rather than requeueing in a loop.
 """
 
 from __future__ import annotations
@@ -14,10 +17,16 @@ from typing import Any, Protocol
 
 import psycopg
 
-from fleet.state import backend_of, connect_sqlite
+from fleet.errors import ConfigError, DependencyUnavailable
+from fleet.state import CONNECT_TIMEOUT_SECONDS, backend_of, connect_sqlite, postgres_failure
 
 
 class Ledger(Protocol):
+    async def check(self) -> None:
+        """Reach the store and make its tables: ConfigError for a setting to fix,
+        DependencyUnavailable for a store that does not answer."""
+        ...
+
     async def is_done(self, consumer: str, key: str) -> bool:
         """Whether the effect for ``key`` was already recorded by ``consumer``."""
         ...
@@ -51,30 +60,60 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _sqlite_unavailable(exc: sqlite3.Error) -> DependencyUnavailable:
+    return DependencyUnavailable(
+        f"the SQLite state store named by WOOFLEET_STATE_URL failed ({exc}); "
+        "check the disk and the file's permissions"
+    )
+
+
 class SQLiteLedger:
     """The embedded default. Calls are short single-row statements, so they run inline."""
 
     def __init__(self, state_url: str) -> None:
-        self._db: sqlite3.Connection = connect_sqlite(state_url)
-        for statement in _SCHEMA:
-            self._db.execute(statement)
+        try:
+            self._db: sqlite3.Connection = connect_sqlite(state_url)
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                f"cannot open the SQLite state store named by WOOFLEET_STATE_URL ({exc}); "
+                "check the path and its permissions"
+            ) from None
+
+    async def check(self) -> None:
+        try:
+            self._db.execute("SELECT 1 FROM consumer_ledger LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise _sqlite_unavailable(exc) from None
 
     async def is_done(self, consumer: str, key: str) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM consumer_ledger WHERE consumer = ? AND business_key = ?",
-            (consumer, key),
-        ).fetchone()
+        try:
+            row = self._db.execute(
+                "SELECT 1 FROM consumer_ledger WHERE consumer = ? AND business_key = ?",
+                (consumer, key),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise _sqlite_unavailable(exc) from None
         return row is not None
 
     async def mark_done(self, consumer: str, key: str) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO consumer_ledger (consumer, business_key, done_at) "
-            "VALUES (?, ?, ?)",
-            (consumer, key, _now()),
-        )
+        try:
+            self._db.execute(
+                "INSERT OR IGNORE INTO consumer_ledger (consumer, business_key, done_at) "
+                "VALUES (?, ?, ?)",
+                (consumer, key, _now()),
+            )
+        except sqlite3.Error as exc:
+            raise _sqlite_unavailable(exc) from None
 
     async def count_redelivery(self, consumer: str, message_id: str) -> int:
-        row = self._db.execute(_REDELIVERY_UPSERT.format(p="?"), (consumer, message_id)).fetchone()
+        try:
+            row = self._db.execute(
+                _REDELIVERY_UPSERT.format(p="?"), (consumer, message_id)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise _sqlite_unavailable(exc) from None
         return int(row[0])
 
     async def close(self) -> None:
@@ -92,32 +131,67 @@ class PostgresLedger:
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         async with self._lock:
             if self._conn is None or self._conn.closed:
-                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-                for statement in _SCHEMA:
-                    await conn.execute(statement)
+                try:
+                    conn = await psycopg.AsyncConnection.connect(
+                        self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+                    )
+                    for statement in _SCHEMA:
+                        await conn.execute(statement)
+                except psycopg.OperationalError as exc:
+                    raise postgres_failure(exc) from None
                 self._conn = conn
             return self._conn
 
-    async def is_done(self, consumer: str, key: str) -> bool:
-        conn = await self._connection()
-        cur = await conn.execute(
-            "SELECT 1 FROM consumer_ledger WHERE consumer = %s AND business_key = %s",
-            (consumer, key),
+    def _lost(self, exc: psycopg.Error) -> DependencyUnavailable:
+        """The connection failed mid-call: the next call connects again."""
+        self._conn = None
+        return DependencyUnavailable(
+            f"the PostgreSQL state store named by WOOFLEET_STATE_URL stopped answering "
+            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
         )
-        return await cur.fetchone() is not None
+
+    async def check(self) -> None:
+        conn = await self._connection()
+        try:
+            await conn.execute("SELECT 1")
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from None
+
+    async def is_done(self, consumer: str, key: str) -> bool:
+        try:
+            conn = await self._connection()
+            cur = await conn.execute(
+                "SELECT 1 FROM consumer_ledger WHERE consumer = %s AND business_key = %s",
+                (consumer, key),
+            )
+            return await cur.fetchone() is not None
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from None
+        except ConfigError as exc:  # the role or database went away while running
+            raise DependencyUnavailable(str(exc)) from None
 
     async def mark_done(self, consumer: str, key: str) -> None:
-        conn = await self._connection()
-        await conn.execute(
-            "INSERT INTO consumer_ledger (consumer, business_key, done_at) VALUES (%s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            (consumer, key, _now()),
-        )
+        try:
+            conn = await self._connection()
+            await conn.execute(
+                "INSERT INTO consumer_ledger (consumer, business_key, done_at) "
+                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (consumer, key, _now()),
+            )
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from None
+        except ConfigError as exc:
+            raise DependencyUnavailable(str(exc)) from None
 
     async def count_redelivery(self, consumer: str, message_id: str) -> int:
-        conn = await self._connection()
-        cur = await conn.execute(_REDELIVERY_UPSERT.format(p="%s"), (consumer, message_id))
-        row = await cur.fetchone()
+        try:
+            conn = await self._connection()
+            cur = await conn.execute(_REDELIVERY_UPSERT.format(p="%s"), (consumer, message_id))
+            row = await cur.fetchone()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise self._lost(exc) from None
+        except ConfigError as exc:
+            raise DependencyUnavailable(str(exc)) from None
         assert row is not None  # RETURNING always yields the row
         return int(row[0])
 

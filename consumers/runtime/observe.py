@@ -70,6 +70,7 @@ class _Figures:
 
     __slots__ = (
         "dead",
+        "dependency_pauses",
         "handling",
         "outcomes",
         "requeues",
@@ -92,6 +93,8 @@ class _Figures:
         self.requeues = 0
         #: Failures of the runtime itself (not of a handler): the message was requeued.
         self.runtime_failures = 0
+        #: Times the consumer paused because a dependency (the state store) stopped answering.
+        self.dependency_pauses = 0
         self.wait_buckets = [0] * len(_WAIT_BOUNDS)
         self.wait_sum = 0.0
 
@@ -126,11 +129,16 @@ def count_runtime_failure(consumer: str) -> None:
     _figures(consumer).runtime_failures += 1
 
 
+def count_dependency_pause(consumer: str) -> None:
+    _figures(consumer).dependency_pauses += 1
+
+
 class _RuntimeMetrics(Collector):
     """``woofleet_consumer_messages_total``, ``woofleet_handler_seconds``,
     ``woofleet_consumer_in_flight``, ``woofleet_dead_letters_total``,
-    ``woofleet_consumer_requeues_total``, ``woofleet_consumer_runtime_failures_total`` and
-    ``woofleet_breaker_state`` (0 closed, 1 half-open, 2 open), labelled by consumer."""
+    ``woofleet_consumer_requeues_total``, ``woofleet_consumer_runtime_failures_total``,
+    ``woofleet_consumer_dependency_pauses_total`` and ``woofleet_breaker_state`` (0 closed,
+    1 half-open, 2 open), labelled by consumer."""
 
     def collect(self) -> Iterator[Metric]:
         messages = CounterMetricFamily(
@@ -155,6 +163,11 @@ class _RuntimeMetrics(Collector):
         failures = CounterMetricFamily(
             "woofleet_consumer_runtime_failures",
             "Failures of the consumer runtime itself (the message was requeued)",
+            labels=["consumer"],
+        )
+        pauses = CounterMetricFamily(
+            "woofleet_consumer_dependency_pauses",
+            "Times the consumer stopped taking deliveries: the state store stopped answering",
             labels=["consumer"],
         )
         breakers = GaugeMetricFamily(
@@ -186,7 +199,8 @@ class _RuntimeMetrics(Collector):
             wait.add_metric([consumer], waits, figures.wait_sum)
             requeues.add_metric([consumer], figures.requeues)
             failures.add_metric([consumer], figures.runtime_failures)
-        yield from (messages, seconds, in_flight, dead, requeues, failures, breakers, wait)
+            pauses.add_metric([consumer], figures.dependency_pauses)
+        yield from (messages, seconds, in_flight, dead, requeues, failures, pauses, breakers, wait)
 
 
 REGISTRY.register(_RuntimeMetrics())

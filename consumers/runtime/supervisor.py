@@ -59,30 +59,45 @@ class Supervisor:
         self.ledger: Ledger | None = None
 
     async def start(self) -> None:
-        self.connection = await connect(
-            self.settings, name=f"woofleet consume {' '.join(self.names)}"
-        )
+        # The state store first: one that cannot work refuses the start in one line (exit 2
+        # or 3) before anything else is opened; one that stops answering later pauses workers.
         self.ledger = open_ledger(self.settings.state_url)
-        for name in self.names:
-            if name not in self._handlers:
-                spec = registry.load(name).SPEC
-                self._handlers[name] = (spec, await build_handler(name, self.settings))
-            spec, handler = self._handlers[name]
-            worker = ConsumerWorker(
-                self.fleet.consumer(name),
-                spec,
-                handler,
-                ledger=self.ledger,
-                middleware=self._middleware,
+        try:
+            await self.ledger.check()
+            self.connection = await connect(
+                self.settings, name=f"woofleet consume {' '.join(self.names)}"
             )
-            await worker.start(self.connection)
-            self.workers[name] = worker
+            for name in self.names:
+                if name not in self._handlers:
+                    spec = registry.load(name).SPEC
+                    self._handlers[name] = (spec, await build_handler(name, self.settings))
+                spec, handler = self._handlers[name]
+                worker = ConsumerWorker(
+                    self.fleet.consumer(name),
+                    spec,
+                    handler,
+                    ledger=self.ledger,
+                    middleware=self._middleware,
+                )
+                await worker.start(self.connection)
+                self.workers[name] = worker
+        except BaseException:
+            # Closed here, so a refused start ends in its one line, not in a closing
+            # connection's traceback.
+            if self.connection is not None:
+                await self.connection.close()
+            await self.ledger.close()
+            raise
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         connected = self.connection is not None and not self.connection.is_closed
         consuming = {name: w.consuming for name, w in self.workers.items()}
-        ok = connected and bool(consuming) and all(consuming.values())
-        return ok, {"connected": connected, "consuming": consuming}
+        paused = {n: w.dependency.reason for n, w in self.workers.items() if w.dependency.reason}
+        ok = connected and bool(consuming) and all(consuming.values()) and not paused
+        detail: dict[str, object] = {"connected": connected, "consuming": consuming}
+        if paused:
+            detail["paused"] = paused
+        return ok, detail
 
     async def stop(self, grace: float | None = None) -> bool:
         """Drain every worker within ``grace`` (default: the longest handler timeout)."""

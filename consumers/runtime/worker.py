@@ -47,10 +47,17 @@ from consumers.runtime.failure import (
 from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from consumers.runtime.ledger import Ledger
 from consumers.runtime.middleware import Middleware
+from consumers.runtime.pause import DependencyPause
 from contracts.messages import SCHEMA_VERSION_HEADER
 from contracts.registry import parse
 from fleet.amqp import publish_confirmed
-from fleet.errors import ContractError, PermanentError, PublishError, TopologyError
+from fleet.errors import (
+    ContractError,
+    DependencyUnavailable,
+    PermanentError,
+    PublishError,
+    TopologyError,
+)
 from fleet.logging import with_context
 from topology import names
 from topology.fleet import ConsumerPolicy
@@ -125,6 +132,13 @@ class ConsumerWorker:
             bp.window, bp.failure_ratio, bp.min_calls, bp.cool_down, on_change=self._breaker_moved
         )
         observe.watch_breaker(policy.name, lambda: self.breaker.state)
+        self.dependency = DependencyPause(
+            probe=self._probe_dependencies,
+            pause=self.pause,
+            resume=self.resume,
+            on_pause=lambda: observe.count_dependency_pause(policy.name),
+            log=self._log,
+        )
 
     @property
     def consuming(self) -> bool:
@@ -176,13 +190,24 @@ class ConsumerWorker:
                 await self._acks.stop_batching()
 
     async def resume(self) -> None:
-        if self._queue is not None and self._consumer_tag is None and not self._stopping:
+        if (
+            self._queue is not None
+            and self._consumer_tag is None
+            and not self._stopping
+            and self.dependency.reason is None
+        ):
             self._consumer_tag = await self._queue.consume(self._on_message)
+
+    async def _probe_dependencies(self) -> None:
+        """What a paused worker tries before it resumes (DependencyUnavailable while down)."""
+        if self.ledger is not None:
+            await self.ledger.check()
 
     async def stop(self, grace: float) -> bool:
         """SIGTERM path: stop consuming, let in-flight work finish within ``grace`` seconds,
         then close; anything still unacked goes back to the queue. True if all finished."""
         self._stopping = True
+        self.dependency.cancel()
         for task in list(self._background):
             task.cancel()
         await self.pause()
@@ -223,6 +248,12 @@ class ConsumerWorker:
         self._idle.clear()
         try:
             await self._process(message)
+        except DependencyUnavailable as exc:
+            # Every delivery needs it: give this one back uncounted and pause the worker.
+            self.dependency.trip(exc)
+            if message.message_id:
+                self._refused.add(message.message_id)
+            await self._nack(message)
         except PublishError as exc:
             # The broker refused the retry or dead letter (e.g. a full DLQ): keep the original.
             self.stats["requeued"] += 1

@@ -135,6 +135,23 @@ def test_a_state_store_refusing_the_user_is_exit_2(cli_env: dict[str, str]) -> N
     assert "WOOFLEET_STATE_URL" in one_line(result.stderr)
 
 
+@pytest.mark.parametrize(
+    ("state_url", "code"),
+    [
+        ("postgresql://no_such_role@127.0.0.1:5432/no_such_db", 2),
+        (f"postgresql://woofleet@127.0.0.1:{free_port()}/woofleet", 3),
+    ],
+    ids=["refused", "unreachable"],
+)
+def test_a_consumer_whose_state_store_cannot_work_does_not_start(
+    cli_env: dict[str, str], state_url: str, code: int
+) -> None:
+    # It started, answered /readyz 200 and requeued every delivery in a hot loop.
+    result = woofleet("consume", "stock", env={**cli_env, "WOOFLEET_STATE_URL": state_url})
+    assert result.returncode == code, result.stderr
+    assert "WOOFLEET_STATE_URL" in one_line(result.stderr)
+
+
 def test_an_unwritable_sqlite_store_is_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
