@@ -11,6 +11,8 @@ HEADER_PREFIX = "woofleet-"
 SCHEMA_VERSION_HEADER = "woofleet-schema-version"
 #: Header names on retried and dead-lettered messages.
 ATTEMPT_HEADER = "woofleet-attempt"
+#: Retries spent while the target looked down, which do not count as attempts.
+OUTAGE_RETRIES_HEADER = "woofleet-outage-retries"
 ERROR_HEADER = "woofleet-error"
 FIRST_FAILED_HEADER = "woofleet-first-failed-at"
 LAST_FAILED_HEADER = "woofleet-last-failed-at"

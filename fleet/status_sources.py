@@ -152,7 +152,7 @@ async def collect(
                 consumers=consumers,
                 in_retry=sum(
                     by_name.get(names.retry_queue(consumer.name, d), {}).get("messages", 0) or 0
-                    for d in consumer.used_tiers
+                    for d in consumer.declared_tiers
                 ),
                 delayed=by_name.get(names.delay_queue(consumer.name), {}).get("messages", 0) or 0,
                 dead=exact.get(consumer.dead_letter_queue, (0, 0))[0],

@@ -27,6 +27,12 @@ from topology.model import (
 )
 
 DEFAULT_RETRY_TIERS: tuple[float, ...] = (1, 2, 4, 8, 16)
+#: Where a failure goes while its target looks down (the breaker open, or the ladder spent while
+#: most recent calls failed): minutes up to an hour, the last repeating. These retries are not
+#: attempts: an outage says nothing about the message.
+DEFAULT_OUTAGE_TIERS: tuple[float, ...] = (30, 120, 600, 1800, 3600)
+#: Outage retries before a message is dead-lettered after all: about two days of a target down.
+OUTAGE_RETRY_LIMIT = 48
 #: Dead-letter queues refuse new messages past this many, so a flood cannot fill the disk; the
 #: runtime then keeps the original in its work queue (nothing is lost) and reports it.
 DEFAULT_DLQ_MAX_LENGTH = 100_000
@@ -104,6 +110,7 @@ class ConsumerPolicy:
     max_attempts: int
     timeout: float
     retry_tiers: tuple[float, ...] = DEFAULT_RETRY_TIERS
+    outage_tiers: tuple[float, ...] = DEFAULT_OUTAGE_TIERS
     #: Deliver this many seconds after the event instead of at once (through a delay queue).
     delay: float | None = None
     prefetch: int | None = None
@@ -121,6 +128,19 @@ class ConsumerPolicy:
         """The tiers a message can reach: attempt n (failed) goes to tier n-1, the last repeats."""
         retries = max(self.max_attempts - 1, 0)
         return tuple(sorted(set(self.retry_tiers[: min(retries, len(self.retry_tiers))])))
+
+    @property
+    def declared_tiers(self) -> tuple[float, ...]:
+        """Every retry queue this consumer has: its ladder's and its outage tiers."""
+        return tuple(sorted({*self.used_tiers, *self.outage_tiers}))
+
+    def outage_tier_for(self, outage_retries: int, retry_after: float | None = None) -> float:
+        """The delay after ``outage_retries`` earlier outage retries; the last tier repeats."""
+        tiers = self.outage_tiers
+        delay = tiers[min(outage_retries, len(tiers) - 1)]
+        if retry_after is not None and retry_after > delay:
+            delay = next((t for t in tiers if t >= retry_after), tiers[-1])
+        return delay
 
     def tier_for(self, failed_attempt: int, retry_after: float | None = None) -> float:
         """The delay before attempt ``failed_attempt + 1``; honours a target's Retry-After hint."""
@@ -269,7 +289,7 @@ def _consumer_topology(consumer: ConsumerPolicy, quorum: bool) -> tuple[list[Que
             )
         )
     bindings += [Binding(names.EVENTS_EXCHANGE, entry, key) for key in consumer.bindings]
-    for delay in consumer.used_tiers:
+    for delay in consumer.declared_tiers:
         tier = names.retry_queue(consumer.name, delay)
         queues.append(
             _queue(

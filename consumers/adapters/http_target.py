@@ -52,6 +52,9 @@ ANSWER_LIMIT = 500
 USER_AGENT = "woofleet/0.1"
 #: 4xx answers that mean "not now" rather than "never".
 TRANSIENT_4XX = frozenset({408, 425, 429})
+#: Refused credentials: never one order's fault, and fixed by a person, not by the data. They
+#: retry (and feed the breaker) until the credential is fixed, instead of dead-lettering.
+AUTH_REFUSED = frozenset({401, 403})
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,11 @@ class HttpTargetClient:
         log.debug("%s → %d in %.0f ms", where, status, elapsed * 1000)
         if status < 300 or status in accept:
             return TargetResponse(status, _parse_body(response))
+        if status in AUTH_REFUSED:
+            raise TransientError(
+                f"{where} refused woofleet's credentials ({status}): {_answer(response)}; "
+                f"check the credential configured for {self.display_url}; will retry"
+            )
         if status >= 500 or status in TRANSIENT_4XX:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""

@@ -42,7 +42,7 @@ async def until_drained(supervisor: Supervisor, timeout: float = 30.0) -> None:
         for policy in (supervisor.fleet.consumer(name),)
         for queue in (
             policy.work_queue,
-            *(names.retry_queue(name, delay) for delay in policy.used_tiers),
+            *(names.retry_queue(name, delay) for delay in policy.declared_tiers),
         )
     ]
     deadline = time.monotonic() + timeout

@@ -15,10 +15,11 @@ from contracts.messages import (
     ERROR_HEADER,
     FIRST_FAILED_HEADER,
     LAST_FAILED_HEADER,
+    OUTAGE_RETRIES_HEADER,
 )
 from fleet.errors import ContractError, PermanentError, TransientError
 from fleet.logging import redact
-from topology.fleet import ConsumerPolicy
+from topology.fleet import OUTAGE_RETRY_LIMIT, ConsumerPolicy
 
 #: Times a delivery's handling may start and never finish (the process died, or its connection
 #: went) before it is taken for what kills its consumer and dead-lettered. Only handling that
@@ -40,7 +41,8 @@ BROKER_DEATH_HEADERS = (
 
 @dataclass(frozen=True)
 class Verdict:
-    """``retry`` after ``delay`` seconds, or ``dead`` (to the DLQ) with a reason."""
+    """``retry`` after ``delay`` seconds (an attempt counted), ``outage`` (a retry that counts as
+    no attempt), or ``dead`` (to the DLQ) with a reason."""
 
     action: str
     reason: str
@@ -56,17 +58,46 @@ def describe(exc: BaseException) -> str:
     return redact(text)[:MAX_ERROR_TEXT]
 
 
-def decide(policy: ConsumerPolicy, attempt: int, exc: BaseException) -> Verdict:
-    """The ladder: permanent or contract errors die at once; anything else retries until the
-    consumer's attempts are used up, then dies."""
-    if isinstance(exc, ContractError | PermanentError):
+def decide(
+    policy: ConsumerPolicy,
+    attempt: int,
+    exc: BaseException,
+    *,
+    breaker_open: bool = False,
+    target_failing: bool = False,
+    outage_retries: int = 0,
+) -> Verdict:
+    """The ladder: contract errors die at once. While the target looks down (its breaker not
+    closed, or the ladder spent while most recent calls failed) a failure goes to an outage tier
+    and counts as no attempt. Otherwise permanent errors die at once, and anything else retries
+    until the consumer's attempts are used up, then dies."""
+    if isinstance(exc, ContractError):
         return Verdict("dead", describe(exc))
-    if attempt >= policy.max_attempts or not policy.used_tiers:
+    permanent = isinstance(exc, PermanentError)
+    retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+    ladder_spent = attempt >= policy.max_attempts or not policy.used_tiers
+    outage = breaker_open or (target_failing and ladder_spent and not permanent)
+    if outage and policy.outage_tiers:
+        if outage_retries >= OUTAGE_RETRY_LIMIT:
+            return Verdict(
+                "dead", f"target failing through {outage_retries} outage retries: {describe(exc)}"
+            )
+        return Verdict("outage", describe(exc), policy.outage_tier_for(outage_retries, retry_after))
+    if permanent:
+        return Verdict("dead", describe(exc))
+    if ladder_spent:
         return Verdict(
             "dead", f"attempts exhausted ({attempt}/{policy.max_attempts}): {describe(exc)}"
         )
-    retry_after = exc.retry_after if isinstance(exc, TransientError) else None
     return Verdict("retry", describe(exc), policy.tier_for(attempt, retry_after))
+
+
+def outage_retries_of(headers: dict[str, Any] | None) -> int:
+    """Outage retries this message has had (see decide)."""
+    try:
+        return max(int((headers or {}).get(OUTAGE_RETRIES_HEADER, 0)), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def failure_headers(

@@ -43,18 +43,18 @@ from consumers.runtime.failure import (
     decide,
     describe,
     failure_headers,
+    outage_retries_of,
 )
 from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from consumers.runtime.ledger import Ledger
 from consumers.runtime.middleware import Middleware
 from consumers.runtime.pause import DependencyPause
-from contracts.messages import SCHEMA_VERSION_HEADER
+from contracts.messages import OUTAGE_RETRIES_HEADER, SCHEMA_VERSION_HEADER
 from contracts.registry import parse
 from fleet.amqp import publish_confirmed
 from fleet.errors import (
     ContractError,
     DependencyUnavailable,
-    PermanentError,
     PublishError,
     TopologyError,
 )
@@ -374,17 +374,26 @@ class ConsumerWorker:
                 await self._dead_letter(message, headers, attempt, reason, delivery)
                 return
         exception = await self._run_handler(event, delivery)
-        # The target answered usefully unless it failed transiently (a PermanentError is an
-        # answer: the request itself is wrong).
-        self.breaker.record(exception is None or isinstance(exception, PermanentError))
+        # A target refusing (4xx) counts against it like one failing: refusing everything is
+        # an outage too (a changed credential or API). Only a contract error is the message's.
+        self.breaker.record(exception is None or isinstance(exception, ContractError))
         if exception is None:
             if self.spec.business_key and self.ledger:
                 await self.ledger.mark_done(self.policy.name, key)
             await self._ack(message, delivery, "handled")
             return
-        verdict = decide(self.policy, attempt, exception)
-        if verdict.action == "retry":
-            await self._send_to_retry(message, headers, delivery, exception, verdict.delay)
+        verdict = decide(
+            self.policy,
+            attempt,
+            exception,
+            breaker_open=self.breaker.state is not BreakerState.CLOSED,
+            target_failing=self.breaker.failing,
+            outage_retries=outage_retries_of(headers),
+        )
+        if verdict.action in ("retry", "outage"):
+            await self._send_to_retry(
+                message, headers, delivery, exception, verdict.delay, verdict.action == "outage"
+            )
         else:
             await self._dead_letter(message, headers, attempt, verdict.reason, delivery)
 
@@ -454,20 +463,33 @@ class ConsumerWorker:
         delivery: Delivery,
         exc: BaseException,
         delay: float,
+        outage: bool = False,
     ) -> None:
         assert self._retry is not None
         tier = names.retry_queue(self.policy.name, delay)
+        # An outage retry counts as no attempt: the failures recorded stay what they were.
+        recorded = delivery.attempt - 1 if outage else delivery.attempt
         new_headers = failure_headers(
-            headers, consumer=self.policy.name, attempt=delivery.attempt, error=describe(exc)
+            headers, consumer=self.policy.name, attempt=recorded, error=describe(exc)
         )
+        if outage:
+            new_headers[OUTAGE_RETRIES_HEADER] = outage_retries_of(headers) + 1
         await publish_confirmed(self._retry, copy_message(message, new_headers), tier)
-        delivery.log.warning(
-            "attempt %d failed (%s); retrying in %ss via %s",
-            delivery.attempt,
-            describe(exc),
-            delay,
-            tier,
-        )
+        if outage:
+            delivery.log.warning(
+                "target failing (%s); not counted as an attempt, retrying in %ss via %s",
+                describe(exc),
+                delay,
+                tier,
+            )
+        else:
+            delivery.log.warning(
+                "attempt %d failed (%s); retrying in %ss via %s",
+                delivery.attempt,
+                describe(exc),
+                delay,
+                tier,
+            )
         for mw in self.middleware:
             await mw.on_retry(delivery, exc, tier)
         await self._ack(message, delivery, "retried")

@@ -8,7 +8,7 @@ from aio_pika.abc import AbstractRobustConnection
 from consumers.runtime import Delivery, HandlerSpec, Supervisor
 from consumers.runtime.breaker import BreakerState
 from consumers.runtime.handler import AnyEnvelope
-from fleet.errors import TransientError
+from fleet.errors import PermanentError, TransientError
 from fleet.settings import Settings
 from tests.builders import order_event
 from tests.support.amqp import apply, depth, fast_fleet, publish, wait_until
@@ -72,3 +72,68 @@ async def test_open_breaker_stops_consuming_then_a_probe_closes_it(
     assert worker.breaker.state is BreakerState.CLOSED
     assert worker.stats["dead"] == 0
     assert worker.stats["handled"] == 10
+
+
+class Refusing:
+    """A target answering with ``error`` while ``refusing`` holds; ``refuse_only`` narrows it to
+    one order (a 4xx for that order among successes)."""
+
+    def __init__(self, error: Exception, refuse_only: str | None = None) -> None:
+        self.error = error
+        self.refuse_only = refuse_only
+        self.refusing = True
+        self.done: list[str] = []
+
+    async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
+        mine = self.refuse_only is None or str(event.event_id) == self.refuse_only
+        if self.refusing and mine:
+            raise self.error
+        self.done.append(str(event.event_id))
+
+
+OUTAGE_TIERS = (0.5, 1.0)
+QUICK_BREAKER = BreakerPolicy(window=30, failure_ratio=0.5, min_calls=3, cool_down=0.5)
+
+
+@pytest.mark.parametrize(
+    ("error", "dead"),
+    [
+        (TransientError("collector answered 503"), 0),
+        (TransientError("collector refused woofleet's credentials (401)"), 0),
+        # A 4xx is the order's own until enough calls show the target refuses everything: the
+        # refusals before the breaker opens are dead-lettered, the rest wait out the outage.
+        (PermanentError("collector answered 400: unknown field"), QUICK_BREAKER.min_calls - 1),
+    ],
+    ids=["5xx", "401", "4xx-everything"],
+)
+async def test_an_outage_ends_with_every_effect_once_and_an_empty_dlq(
+    connection: AbstractRobustConnection,
+    vhost: str,
+    settings: Settings,
+    error: Exception,
+    dead: int,
+) -> None:
+    # Given a two-attempt consumer whose target fails everything for longer than its ladder
+    fleet = fast_fleet(
+        "analytics", max_attempts=2, outage_tiers=OUTAGE_TIERS, breaker=QUICK_BREAKER
+    )
+    await apply(connection, fleet, vhost)
+    target = Refusing(error)
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    try:
+        for _ in range(20):
+            await publish(connection, order_event("order.paid", unique=True))
+        await wait_until(lambda: worker.stats["retried"] >= 20, timeout=15)
+        # When it comes back
+        target.refusing = False
+        await wait_until(lambda: len(target.done) == 20 - dead, timeout=30)
+    finally:
+        await sup.stop(5)
+    # Then every effect is done once and nothing else waits for a person
+    assert sorted(set(target.done)) == sorted(target.done)
+    assert worker.stats["dead"] == dead
+    assert await depth(connection, names.dead_letter_queue("analytics")) == dead

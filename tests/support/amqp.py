@@ -25,13 +25,20 @@ FAST_TIERS = (0.3, 0.6)
 
 
 def fast_fleet(
-    *consumer_names: str, tiers: tuple[float, ...] = FAST_TIERS, **changes: Any
+    *consumer_names: str,
+    tiers: tuple[float, ...] = FAST_TIERS,
+    outage_tiers: tuple[float, ...] = (),
+    **changes: Any,
 ) -> FleetSpec:
-    """The default fleet's consumers (all, or those named) with short retry tiers."""
+    """The default fleet's consumers (all, or those named) with short retry tiers and, unless
+    asked for, no outage tiers (a handler failing alone then meets the ladder's end)."""
     fleet = DEFAULT_FLEET.only(*consumer_names) if consumer_names else DEFAULT_FLEET
     return replace(
         fleet,
-        consumers=tuple(replace(c, retry_tiers=tiers, **changes) for c in fleet.consumers),
+        consumers=tuple(
+            replace(c, retry_tiers=tiers, outage_tiers=outage_tiers, **changes)
+            for c in fleet.consumers
+        ),
     )
 
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from consumers.runtime.failure import attempt_of, decide, describe, failure_headers
+from consumers.runtime.failure import (
+    attempt_of,
+    decide,
+    describe,
+    failure_headers,
+    outage_retries_of,
+)
 from fleet.errors import ContractError, PermanentError, TransientError
-from topology.fleet import DEFAULT_FLEET
+from topology.fleet import DEFAULT_FLEET, OUTAGE_RETRY_LIMIT
 
 PAYMENT = DEFAULT_FLEET.consumer("payment-capture")  # 5 attempts, tiers 1 2 4 8 16
 
@@ -41,10 +47,57 @@ def test_a_retry_after_hint_picks_a_tier_at_least_that_long() -> None:
     assert decide(PAYMENT, 1, TransientError("429", retry_after=600)).delay == 8
 
 
-def test_a_consumer_with_one_attempt_never_retries() -> None:
+def test_a_consumer_with_one_attempt_never_retries_a_failure_of_its_own() -> None:
     catalog = DEFAULT_FLEET.consumer("catalog")
     assert catalog.used_tiers == ()
     assert decide(catalog, 1, TransientError("woo 503")).action == "dead"
+    # but waits out its target's outage like the others
+    assert decide(catalog, 1, TransientError("woo 503"), target_failing=True).action == "outage"
+
+
+# outages: the target looks down, so a failure says nothing about the message ---------------------
+
+
+def test_a_failure_while_the_breaker_is_open_is_an_outage_retry_not_an_attempt() -> None:
+    for error in (TransientError("503"), PermanentError("400"), TimeoutError()):
+        verdict = decide(PAYMENT, 5, error, breaker_open=True)
+        assert (verdict.action, verdict.delay) == ("outage", 30)
+
+
+def test_outage_retries_climb_minutes_up_to_an_hour_and_stay_there() -> None:
+    error = TransientError("connection refused")
+    delays = [
+        decide(PAYMENT, 1, error, breaker_open=True, outage_retries=n).delay for n in range(8)
+    ]
+    assert delays == [30, 120, 600, 1800, 3600, 3600, 3600, 3600]
+    last = decide(PAYMENT, 1, error, breaker_open=True, outage_retries=OUTAGE_RETRY_LIMIT)
+    assert last.action == "dead" and "outage retries" in last.reason
+
+
+def test_the_ladder_spent_while_most_calls_fail_is_an_outage_and_otherwise_a_dead_letter() -> None:
+    error = TransientError("503")
+    # a quiet shop: too few calls to open the breaker, all of them failing
+    assert decide(PAYMENT, 5, error, target_failing=True).action == "outage"
+    # the ladder still has rungs: those come first
+    assert decide(PAYMENT, 2, error, target_failing=True).action == "retry"
+    # others succeed: this message's own failure, dead-lettered when its attempts are spent
+    assert decide(PAYMENT, 5, error, target_failing=False).action == "dead"
+
+
+def test_a_4xx_for_one_order_among_successes_still_dies_at_once() -> None:
+    assert decide(PAYMENT, 1, PermanentError("400"), target_failing=True).action == "dead"
+    assert decide(PAYMENT, 1, ContractError("bad"), breaker_open=True).action == "dead"
+
+
+def test_without_outage_tiers_an_outage_meets_the_ladder() -> None:
+    plain = replace(PAYMENT, outage_tiers=())
+    assert decide(plain, 5, TransientError("503"), breaker_open=True).action == "dead"
+
+
+def test_outage_retries_are_read_from_their_header() -> None:
+    assert outage_retries_of({"woofleet-outage-retries": 3}) == 3
+    assert outage_retries_of({"woofleet-outage-retries": "x"}) == 0
+    assert outage_retries_of(None) == 0
 
 
 def test_failure_headers_keep_the_first_failure_and_drop_broker_death_headers() -> None:

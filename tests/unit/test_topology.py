@@ -13,6 +13,7 @@ from topology.fleet import (
     CONSUMER_NAMES,
     CONSUMERS,
     DEFAULT_FLEET,
+    DEFAULT_OUTAGE_TIERS,
     MAX_PRIORITY,
     SEVEN_DAYS,
     ConsumerPolicy,
@@ -159,20 +160,24 @@ def test_every_work_queue_takes_returning_messages_from_woo_work_by_its_own_name
         ("catalog", ()),
     ],
 )
-def test_a_consumer_gets_one_retry_tier_per_retry_its_attempts_allow(
+def test_a_consumer_gets_one_retry_tier_per_retry_its_attempts_allow_and_the_outage_tiers(
     topology: Topology, consumer: str, tiers: tuple[float, ...]
 ) -> None:
     retry_queues = queues_of(topology, consumer, QueueRole.RETRY)
-    assert [q.name for q in retry_queues] == [names.retry_queue(consumer, t) for t in tiers]
+    expected = sorted({*tiers, *DEFAULT_OUTAGE_TIERS})
+    assert [q.name for q in retry_queues] == [names.retry_queue(consumer, t) for t in expected]
+    assert DEFAULT_OUTAGE_TIERS[-1] == 3600  # minutes up to an hour
 
 
-@pytest.mark.parametrize("consumer", [c.name for c in CONSUMERS if c.max_attempts > 1])
+@pytest.mark.parametrize("consumer", [c.name for c in CONSUMERS])
 def test_retry_tiers_use_per_queue_ttl_and_dead_letter_to_their_own_work_queue_only(
     topology: Topology, consumer: str
 ) -> None:
     policy = DEFAULT_FLEET.consumer(consumer)
     for tier in queues_of(topology, consumer, QueueRole.RETRY):
-        delay = next(d for d in policy.used_tiers if names.retry_queue(consumer, d) == tier.name)
+        delay = next(
+            d for d in policy.declared_tiers if names.retry_queue(consumer, d) == tier.name
+        )
         args = tier.args()
         assert args["x-message-ttl"] == round(delay * 1000)
         assert args["x-dead-letter-exchange"] == names.WORK_EXCHANGE
@@ -192,12 +197,14 @@ def test_no_queue_ever_dead_letters_back_to_woo_events(topology: Topology) -> No
     assert targets == {names.WORK_EXCHANGE}
 
 
-def test_catalog_with_one_attempt_has_no_retry_tiers(topology: Topology) -> None:
+def test_catalog_with_one_attempt_retries_only_through_outage_tiers(topology: Topology) -> None:
     catalog = DEFAULT_FLEET.consumer("catalog")
     assert catalog.max_attempts == 1
     assert catalog.used_tiers == ()
-    assert queues_of(topology, "catalog", QueueRole.RETRY) == []
-    assert not any(b.queue.startswith("woo.catalog.retry") for b in topology.bindings)
+    retry_queues = queues_of(topology, "catalog", QueueRole.RETRY)
+    assert [q.name for q in retry_queues] == [
+        names.retry_queue("catalog", t) for t in DEFAULT_OUTAGE_TIERS
+    ]
 
 
 def test_classic_tiers_when_the_broker_cannot_dead_letter_quorum_queues() -> None:
