@@ -18,6 +18,7 @@ from consumers.runtime.handler import (
 )
 from consumers.runtime.ledger import Ledger, SQLiteLedger, open_ledger
 from consumers.runtime.middleware import Middleware
+from consumers.runtime.outcome import Outcome
 from consumers.runtime.supervisor import Supervisor, build_handler, serve_consumers
 from consumers.runtime.worker import ConsumerWorker
 
@@ -29,6 +30,7 @@ __all__ = [
     "HandlerSpec",
     "Ledger",
     "Middleware",
+    "Outcome",
     "SQLiteLedger",
     "Supervisor",
     "build_handler",

@@ -1,7 +1,9 @@
 """The runtime's one extension mechanism: middleware with named, no-op hooks.
 
-Metrics, log context, Sentry and the circuit breaker are ordinary middleware; the worker knows
-nothing about them beyond calling these hooks in order.
+Metrics and Sentry are ordinary middleware (``consumers/runtime/observe.py``); the worker knows
+nothing about them beyond calling these hooks in order. The circuit breaker is not one: it
+decides whether a delivery is handled at all and stops and resumes consuming, so it lives in
+the worker (``worker.py`` acts on it, ``breaker.py`` keeps its state).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from consumers.runtime.handler import AnyEnvelope, Delivery
+from consumers.runtime.outcome import Outcome
 
 
 class Middleware:
@@ -22,8 +25,11 @@ class Middleware:
     ) -> None:
         """Right after the handler returned or raised (timeouts arrive as TimeoutError)."""
 
-    async def before_ack(self, delivery: Delivery, outcome: str) -> None:
-        """Before the original message is acked; outcome is handled/duplicate/retried/dead."""
+    async def before_ack(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Once per delivery, as it is settled: acked for every :class:`Outcome` but REQUEUED,
+        which gives it back to the broker. Dead letters for bad contracts come here too (their
+        delivery carries the message id as business key). An exception is logged, never
+        changes the outcome."""
 
     async def on_retry(self, delivery: Delivery, exception: BaseException, tier: str) -> None:
         """A failed message was published, confirmed, to retry tier queue ``tier``."""

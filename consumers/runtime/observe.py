@@ -20,6 +20,7 @@ from prometheus_client.utils import floatToGoString
 
 from consumers.runtime.handler import AnyEnvelope, Delivery
 from consumers.runtime.middleware import Middleware
+from consumers.runtime.outcome import Outcome
 from fleet.errors import HandlerError
 from topology.fleet import DEFAULT_FLEET
 
@@ -83,7 +84,7 @@ class _Figures:
 
     def __init__(self) -> None:
         self.handling = 0
-        #: outcome → deliveries (handled, duplicate, retried, dead)
+        #: outcome → deliveries (every Outcome: handled, duplicate, retried, dead, requeued)
         self.outcomes: dict[str, int] = {}
         #: Observations per bucket of _BOUNDS (not cumulative; the scrape adds them up).
         self.seconds_buckets = [0] * len(_BOUNDS)
@@ -143,7 +144,7 @@ class _RuntimeMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         messages = CounterMetricFamily(
             "woofleet_consumer_messages",
-            "Deliveries by consumer and outcome (handled, duplicate, retried, dead)",
+            "Deliveries by consumer and outcome (handled, duplicate, retried, dead, requeued)",
             labels=["consumer", "outcome"],
         )
         seconds = HistogramMetricFamily(
@@ -233,7 +234,7 @@ class MetricsMiddleware(Middleware):
             figures.seconds_buckets[bisect_left(_BOUNDS, seconds)] += 1
             figures.seconds_sum += seconds
 
-    async def before_ack(self, delivery: Delivery, outcome: str) -> None:
+    async def before_ack(self, delivery: Delivery, outcome: Outcome) -> None:
         outcomes = _figures(delivery.consumer).outcomes
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
 

@@ -1,17 +1,23 @@
 """The consume loop of one consumer type: every delivery goes down one ladder.
 
-    contract fails ─────────────────────────────▶ DLQ at once (confirmed), ack
-    already in the ledger ──────────────────────▶ ack (duplicate: no second effect)
-    handler succeeds ───────────────────────────▶ ledger, ack
-    transient error / timeout / unexpected ─────▶ next retry tier (confirmed), ack
-    permanent error, or attempts exhausted ─────▶ DLQ (confirmed), ack
-    handling cut short 5 times (crashes) ───────▶ DLQ (confirmed), ack
+    contract fails ─────────────────────────────▶ DLQ at once (confirmed)  ▶ Outcome.DEAD
+    already in the ledger ──────────────────────▶ no second effect          ▶ Outcome.DUPLICATE
+    handler succeeds ───────────────────────────▶ ledger                    ▶ Outcome.HANDLED
+    transient error / timeout / unexpected ─────▶ next retry tier (confirmed) ▶ Outcome.RETRIED
+    permanent error, or attempts exhausted ─────▶ DLQ (confirmed)           ▶ Outcome.DEAD
+    handling cut short 5 times (crashes) ───────▶ DLQ (confirmed)           ▶ Outcome.DEAD
+    stopping, dependency down, publish refused,
+    runtime failure ────────────────────────────▶ given back to the broker  ▶ Outcome.REQUEUED
 
+Each delivery ends in one :class:`Outcome`, settled by :meth:`ConsumerWorker._settle` alone:
+the ``before_ack`` hooks and the outcome count once, then the ack (or, for REQUEUED, the nack).
 The confirmed publish always comes before the ack, so a crash at any point loses nothing.
 
-A circuit breaker watches the outcomes: when the target keeps failing, the worker stops taking
-deliveries (what it holds waits, unacked) instead of draining its queue into retries and the
-DLQ, lets one probe through after a cool-down, and resumes when the probe succeeds.
+The circuit breaker lives here, in the worker, and is no middleware: it decides whether a
+delivery is handled at all and stops and resumes consuming, which hooks cannot. It watches the
+handler's outcomes: when the target keeps failing, the worker stops taking deliveries (what it
+holds waits, unacked) instead of draining its queue into retries and the DLQ, lets one probe
+through after a cool-down, and resumes when the probe succeeds. ``breaker.py`` keeps its state.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from consumers.runtime.failure import (
 from consumers.runtime.handler import AnyEnvelope, Delivery, Handler, HandlerSpec
 from consumers.runtime.ledger import Ledger
 from consumers.runtime.middleware import Middleware
+from consumers.runtime.outcome import Outcome
 from consumers.runtime.pause import DependencyPause
 from contracts.messages import OUTAGE_RETRIES_HEADER, SCHEMA_VERSION_HEADER
 from contracts.registry import parse
@@ -100,7 +107,7 @@ class ConsumerWorker:
         self._before_handle = _overriding(self.middleware, "before_handle")
         self._after_handle = _overriding(self.middleware[::-1], "after_handle")
         self._before_ack = _overriding(self.middleware, "before_ack")
-        #: Outcome counts since start: handled, duplicate, retried, dead, requeued.
+        #: Outcome counts since start, keyed by :class:`Outcome` value.
         self.stats: Counter[str] = Counter()
         self._channel: AbstractChannel | None = None
         self._publish_channel: AbstractChannel | None = None
@@ -253,10 +260,9 @@ class ConsumerWorker:
             self.dependency.trip(exc)
             if message.message_id:
                 self._refused.add(message.message_id)
-            await self._nack(message)
+            await self._settle(message, self._bare_delivery(message), Outcome.REQUEUED)
         except PublishError as exc:
             # The broker refused the retry or dead letter (e.g. a full DLQ): keep the original.
-            self.stats["requeued"] += 1
             self._log.error(
                 "could not move message %s on (%s); it stays in %s",
                 message.message_id,
@@ -266,11 +272,11 @@ class ConsumerWorker:
             await asyncio.sleep(REFUSED_BACKOFF)
             if message.message_id:
                 self._refused.add(message.message_id)
-            await self._nack(message)
+            await self._settle(message, self._bare_delivery(message), Outcome.REQUEUED)
         except Exception:
             observe.count_runtime_failure(self.policy.name)
             self._log.exception("runtime failure on message %s; it is requeued", message.message_id)
-            await self._nack(message)
+            await self._settle(message, self._bare_delivery(message), Outcome.REQUEUED)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0 and self._flush is None:
@@ -313,7 +319,9 @@ class ConsumerWorker:
                 accepted=self.accepts,
             )
         except ContractError as exc:
-            await self._dead_letter(message, headers, attempt, describe(exc))
+            # No event, so no business key: the delivery as the message alone describes it.
+            bare = self._bare_delivery(message, headers, attempt)
+            await self._dead_letter(message, headers, bare, describe(exc))
             return
         key = self.spec.business_key(event) if self.spec.business_key else message_id
         delivery = Delivery(
@@ -343,7 +351,7 @@ class ConsumerWorker:
         try:
             if await self.ledger.is_done(self.policy.name, key):
                 delivery.log.info("already done (duplicate delivery); acking, no second effect")
-                await self._ack(message, delivery, "duplicate")
+                await self._settle(message, delivery, Outcome.DUPLICATE)
                 return
             await self._handle(message, headers, event, delivery, suspect)
         finally:
@@ -362,7 +370,7 @@ class ConsumerWorker:
         allowed = not self._stopping if self.breaker.allow() else await self._breaker_allows()
         if not allowed:
             # Stopping while the breaker holds this message: the broker gets it back.
-            await self._nack(message)
+            await self._settle(message, delivery, Outcome.REQUEUED)
             return
         if suspect and self.ledger is not None:
             started = await self.ledger.count_redelivery(self.policy.name, delivery.message_id)
@@ -371,7 +379,7 @@ class ConsumerWorker:
                     f"ConsumerCrashed: its handling was cut short {started} times "
                     "(the consumer died or lost its connection while handling it)"
                 )
-                await self._dead_letter(message, headers, attempt, reason, delivery)
+                await self._dead_letter(message, headers, delivery, reason)
                 return
         exception = await self._run_handler(event, delivery)
         # A target refusing (4xx) counts against it like one failing: refusing everything is
@@ -380,7 +388,7 @@ class ConsumerWorker:
         if exception is None:
             if self.spec.business_key and self.ledger:
                 await self.ledger.mark_done(self.policy.name, key)
-            await self._ack(message, delivery, "handled")
+            await self._settle(message, delivery, Outcome.HANDLED)
             return
         verdict = decide(
             self.policy,
@@ -395,7 +403,7 @@ class ConsumerWorker:
                 message, headers, delivery, exception, verdict.delay, verdict.action == "outage"
             )
         else:
-            await self._dead_letter(message, headers, attempt, verdict.reason, delivery)
+            await self._dead_letter(message, headers, delivery, verdict.reason)
 
     async def _breaker_allows(self) -> bool:
         """Wait while the breaker is open; False if the worker stops meanwhile."""
@@ -492,20 +500,19 @@ class ConsumerWorker:
             )
         for mw in self.middleware:
             await mw.on_retry(delivery, exc, tier)
-        await self._ack(message, delivery, "retried")
+        await self._settle(message, delivery, Outcome.RETRIED)
 
     async def _dead_letter(
         self,
         message: AbstractIncomingMessage,
         headers: dict[str, Any],
-        attempt: int,
+        delivery: Delivery,
         reason: str,
-        delivery: Delivery | None = None,
     ) -> None:
         assert self._dead is not None
         dlq = self.policy.dead_letter_queue
         new_headers = failure_headers(
-            headers, consumer=self.policy.name, attempt=attempt, error=reason
+            headers, consumer=self.policy.name, attempt=delivery.attempt, error=reason
         )
         await publish_confirmed(self._dead, copy_message(message, new_headers), dlq)
         self._log.error(
@@ -518,30 +525,57 @@ class ConsumerWorker:
         )
         for mw in self.middleware:
             await mw.on_dead_letter(self.policy.name, message.message_id or "", reason, new_headers)
-        if delivery is not None:
-            await self._ack(message, delivery, "dead")
-        else:
-            self.stats["dead"] += 1
-            await self._acknowledge(message)
+        await self._settle(message, delivery, Outcome.DEAD)
 
-    async def _ack(
-        self, message: AbstractIncomingMessage, delivery: Delivery, outcome: str
+    async def _settle(
+        self, message: AbstractIncomingMessage, delivery: Delivery, outcome: Outcome
     ) -> None:
+        """End ``message`` with ``outcome``: the one path every delivery leaves by.
+
+        The ``before_ack`` hooks and the outcome count run once, then the ack (batched with
+        others where that is safe, consumers/runtime/acks.py) or, for REQUEUED, the nack.
+        """
         for before_ack in self._before_ack:
-            await before_ack(delivery, outcome)
-        self.stats[outcome] += 1
-        await self._acknowledge(message)
+            try:
+                await before_ack(delivery, outcome)
+            except Exception:
+                # The outcome is decided (an effect may be done, a copy confirmed): a failing
+                # hook must not turn it into a requeue and a second pass through the hooks.
+                observe.count_runtime_failure(self.policy.name)
+                self._log.exception("before_ack hook failed on message %s", delivery.message_id)
+        self.stats[outcome.value] += 1
+        tag = message.delivery_tag or 0
+        if outcome is Outcome.REQUEUED:
+            observe.count_requeue(self.policy.name)
+            await self._send(message.nack(requeue=True))
+            # Its tag no longer holds up batched acks.
+            self._sender_for(message).nacked(tag)
+        else:
+            await self._sender_for(message).acked(tag)
 
-    async def _acknowledge(self, message: AbstractIncomingMessage) -> None:
-        """Ack ``message``: batched with others where that is safe (consumers/runtime/acks.py);
-        a full batch goes out now, the rest with the flush once nothing is being handled."""
-        await self._sender_for(message).acked(message.delivery_tag or 0)
-
-    async def _nack(self, message: AbstractIncomingMessage) -> None:
-        """Give ``message`` back to the broker now; its tag no longer holds up batched acks."""
-        observe.count_requeue(self.policy.name)
-        await self._settle(message.nack(requeue=True))
-        self._sender_for(message).nacked(message.delivery_tag or 0)
+    def _bare_delivery(
+        self,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any] | None = None,
+        attempt: int | None = None,
+    ) -> Delivery:
+        """The delivery as its message alone describes it (no event: it failed its contract, or
+        the runtime failed before reading it), keyed by its message id."""
+        headers = dict(message.headers or {}) if headers is None else headers
+        attempt = attempt_of(headers) if attempt is None else attempt
+        message_id = message.message_id or ""
+        return Delivery(
+            consumer=self.policy.name,
+            message_id=message_id,
+            attempt=attempt,
+            priority=message.priority or 0,
+            redelivered=bool(message.redelivered),
+            business_key=message_id,
+            log=with_context(
+                log, consumer=self.policy.name, ref=message.correlation_id, attempt=attempt
+            ),
+            headers=headers,
+        )
 
     def _sender_for(self, message: AbstractIncomingMessage) -> AckSender:
         # Tags count per channel: a reconnected channel starts again at 1 with a sender of its
@@ -551,9 +585,9 @@ class ConsumerWorker:
             self._acks = AckSender(channel, self.ack_batch, self._log)
         return self._acks
 
-    async def _settle(self, settle: Any) -> None:
+    async def _send(self, frame: Any) -> None:
         try:
-            await settle
+            await frame
         except (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError) as exc:
             # The channel died under us; the broker requeues the message, and the ledger or the
             # redelivery count takes care of it next time.

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from urllib.parse import quote
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import REGISTRY
 
-from consumers.runtime import Delivery, HandlerSpec, Supervisor
+from consumers.runtime import Delivery, HandlerSpec, Middleware, Outcome, Supervisor
 from consumers.runtime.drain import until_drained
 from consumers.runtime.handler import AnyEnvelope
+from consumers.runtime.observe import MetricsMiddleware
 from contracts.messages import (
     ATTEMPT_HEADER,
     CONSUMER_HEADER,
@@ -379,3 +382,112 @@ async def test_a_channel_closed_mid_handler_never_leaves_an_effect_without_its_r
         await sup.stop(5)
     assert effects == [str(event.event_id)]
     assert await depth(connection, names.dead_letter_queue("analytics")) == 0
+
+
+class Settled(Middleware):
+    """Records every outcome a delivery settles with, as middleware sees it."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[str, str]] = []
+
+    async def before_ack(self, delivery: Delivery, outcome: Outcome) -> None:
+        assert isinstance(outcome, Outcome)
+        self.outcomes.append((delivery.message_id, outcome))
+
+
+async def test_every_outcome_passes_the_hooks_and_the_outcome_metric_once(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    fleet = fast_fleet("analytics")  # max attempts 2
+    await apply(connection, fleet, vhost)
+    fails_once, refused, handled, bad = (order_event("order.paid", unique=True) for _ in range(4))
+
+    async def handler(event: AnyEnvelope, delivery: Delivery) -> None:
+        if event.event_id == refused.event_id:
+            raise PermanentError("collector answered 422: bad currency")
+        if event.event_id == fails_once.event_id and delivery.attempt == 1:
+            raise TransientError("collector answered 503")
+
+    settled = Settled()
+    sup = Supervisor(
+        ["analytics"],
+        settings,
+        fleet=fleet,
+        middleware=[settled, MetricsMiddleware()],
+        handlers={"analytics": (SPEC, handler)},
+    )
+
+    def counted(outcome: Outcome) -> float:
+        labels = {"consumer": "analytics", "outcome": outcome}
+        return REGISTRY.get_sample_value("woofleet_consumer_messages_total", labels) or 0.0
+
+    before = {outcome: counted(outcome) for outcome in Outcome}
+    await sup.start()
+    try:
+        for event in (fails_once, refused, handled, handled):
+            await publish(connection, event)
+        await publish(connection, bad, body=b"{not json")
+        await wait_until(lambda: sum(sup.workers["analytics"].stats.values()) == 6)
+    finally:
+        await sup.stop(5)
+    # A contract failure (no event, no handler) is an outcome like the others
+    assert sorted(settled.outcomes) == sorted(
+        [
+            (str(fails_once.event_id), Outcome.RETRIED),
+            (str(fails_once.event_id), Outcome.HANDLED),
+            (str(refused.event_id), Outcome.DEAD),
+            (str(handled.event_id), Outcome.HANDLED),
+            (str(handled.event_id), Outcome.DUPLICATE),
+            (str(bad.event_id), Outcome.DEAD),
+        ]
+    )
+    assert sup.workers["analytics"].stats == Counter(outcome for _, outcome in settled.outcomes)
+    after = {outcome: counted(outcome) - before[outcome] for outcome in Outcome}
+    assert after == {
+        Outcome.HANDLED: 2,
+        Outcome.DUPLICATE: 1,
+        Outcome.RETRIED: 1,
+        Outcome.DEAD: 2,
+        Outcome.REQUEUED: 0,
+    }
+
+
+class BrokenHook(Middleware):
+    async def before_ack(self, delivery: Delivery, outcome: Outcome) -> None:
+        raise RuntimeError("metrics backend down")
+
+
+async def test_a_failing_before_ack_hook_changes_no_outcome(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    fleet = fast_fleet("analytics")
+    await apply(connection, fleet, vhost)
+    handler = Recorder()
+    settled = Settled()
+    sup = Supervisor(
+        ["analytics"],
+        settings,
+        fleet=fleet,
+        middleware=[BrokenHook(), settled],
+        handlers={"analytics": (SPEC, handler)},
+    )
+    failures = REGISTRY.get_sample_value(
+        "woofleet_consumer_runtime_failures_total", {"consumer": "analytics"}
+    )
+    await sup.start()
+    try:
+        event = order_event("order.paid", unique=True)
+        await publish(connection, event)
+        await wait_until(lambda: sup.workers["analytics"].stats["handled"] == 1)
+        await until_drained(sup, timeout=5)
+    finally:
+        await sup.stop(5)
+    # Handled and acked once: the hook's failure is counted, not turned into a requeue
+    assert len(handler.calls) == 1
+    assert settled.outcomes == [(str(event.event_id), Outcome.HANDLED)]
+    assert sup.workers["analytics"].stats == {"handled": 1}
+    after = REGISTRY.get_sample_value(
+        "woofleet_consumer_runtime_failures_total", {"consumer": "analytics"}
+    )
+    assert (after or 0) - (failures or 0) == 1
+    assert await depth(connection, names.work_queue("analytics")) == 0

@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY
 
 from consumers.runtime.handler import Delivery
 from consumers.runtime.observe import MetricsMiddleware
+from consumers.runtime.outcome import Outcome
 from tests.builders import order_event
 
 EVENT = order_event()
@@ -37,7 +38,9 @@ async def test_outcomes_handler_seconds_in_flight_and_dead_letters(
     monkeypatch.setattr("consumers.runtime.observe.time.perf_counter", lambda: clock[0])
     metrics = MetricsMiddleware()
     consumer = "metrics-test"
-    for i, (seconds, outcome) in enumerate([(0.005, "handled"), (0.3, "handled"), (500, "dead")]):
+    for i, (seconds, outcome) in enumerate(
+        [(0.005, Outcome.HANDLED), (0.3, Outcome.HANDLED), (500, Outcome.DEAD)]
+    ):
         d = delivery(consumer, f"m{i}")
         await metrics.before_handle(EVENT, d)
         clock[0] += seconds
