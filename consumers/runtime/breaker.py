@@ -112,13 +112,6 @@ class CircuitBreaker:
                 self._open(now)
 
     @property
-    def failing(self) -> bool:
-        """Most calls in the window failed, however few there were: a quiet shop's target that
-        is down looks like this long before enough calls open the breaker."""
-        self._forget_before(self._clock() - self.window)
-        return bool(self._failures) and self._failures / len(self._outcomes) >= self.failure_ratio
-
-    @property
     def failure_rate(self) -> float:
         """Failures / calls within the window (0.0 with no calls): for metrics and logs."""
         self._forget_before(self._clock() - self.window)

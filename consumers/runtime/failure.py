@@ -64,20 +64,19 @@ def decide(
     exc: BaseException,
     *,
     breaker_open: bool = False,
-    target_failing: bool = False,
     outage_retries: int = 0,
 ) -> Verdict:
-    """The ladder: contract errors die at once. While the target looks down (its breaker not
-    closed, or the ladder spent while most recent calls failed) a failure goes to an outage tier
-    and counts as no attempt. Otherwise permanent errors die at once, and anything else retries
-    until the consumer's attempts are used up, then dies."""
+    """The ladder. Contract errors die at once. While the target's breaker is not closed, a
+    failure goes to an outage tier and counts as no attempt. Otherwise a permanent error dies at
+    once, and anything else climbs the ladder; once the ladder is spent it waits in the outage
+    tiers, since a failure that may pass (a target down, slow, or refusing the credentials) says
+    nothing about the message, until about two days of them have passed."""
     if isinstance(exc, ContractError):
         return Verdict("dead", describe(exc))
     permanent = isinstance(exc, PermanentError)
     retry_after = exc.retry_after if isinstance(exc, TransientError) else None
     ladder_spent = attempt >= policy.max_attempts or not policy.used_tiers
-    outage = breaker_open or (target_failing and ladder_spent and not permanent)
-    if outage and policy.outage_tiers:
+    if policy.outage_tiers and (breaker_open or (ladder_spent and not permanent)):
         if outage_retries >= OUTAGE_RETRY_LIMIT:
             return Verdict(
                 "dead", f"target failing through {outage_retries} outage retries: {describe(exc)}"

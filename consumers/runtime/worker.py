@@ -395,7 +395,6 @@ class ConsumerWorker:
             attempt,
             exception,
             breaker_open=self.breaker.state is not BreakerState.CLOSED,
-            target_failing=self.breaker.failing,
             outage_retries=outage_retries_of(headers),
         )
         if verdict.action in ("retry", "outage"):

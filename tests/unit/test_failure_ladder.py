@@ -17,7 +17,7 @@ from topology.fleet import DEFAULT_FLEET, OUTAGE_RETRY_LIMIT
 PAYMENT = DEFAULT_FLEET.consumer("payment-capture")  # 5 attempts, tiers 1 2 4 8 16
 
 
-def test_transient_errors_climb_the_tiers_until_attempts_are_exhausted() -> None:
+def test_transient_errors_climb_the_ladder_then_wait_in_the_outage_tiers() -> None:
     error = TransientError("gateway 503")
     verdicts = [decide(PAYMENT, attempt, error) for attempt in range(1, 6)]
     assert [(v.action, v.delay) for v in verdicts] == [
@@ -25,9 +25,13 @@ def test_transient_errors_climb_the_tiers_until_attempts_are_exhausted() -> None
         ("retry", 2),
         ("retry", 4),
         ("retry", 8),
-        ("dead", 0.0),
+        ("outage", 30),
     ]
-    assert verdicts[-1].reason == "attempts exhausted (5/5): TransientError: gateway 503"
+    # without outage tiers the ladder's end is a dead letter
+    plain = replace(PAYMENT, outage_tiers=())
+    verdict = decide(plain, 5, error)
+    assert verdict.action == "dead"
+    assert verdict.reason == "attempts exhausted (5/5): TransientError: gateway 503"
 
 
 def test_permanent_and_contract_errors_die_at_once() -> None:
@@ -47,12 +51,11 @@ def test_a_retry_after_hint_picks_a_tier_at_least_that_long() -> None:
     assert decide(PAYMENT, 1, TransientError("429", retry_after=600)).delay == 8
 
 
-def test_a_consumer_with_one_attempt_never_retries_a_failure_of_its_own() -> None:
+def test_a_consumer_with_one_attempt_has_no_ladder_but_waits_out_an_outage() -> None:
     catalog = DEFAULT_FLEET.consumer("catalog")
     assert catalog.used_tiers == ()
-    assert decide(catalog, 1, TransientError("woo 503")).action == "dead"
-    # but waits out its target's outage like the others
-    assert decide(catalog, 1, TransientError("woo 503"), target_failing=True).action == "outage"
+    assert decide(catalog, 1, TransientError("woo 503")).action == "outage"
+    assert decide(catalog, 1, PermanentError("woo 400")).action == "dead"
 
 
 # outages: the target looks down, so a failure says nothing about the message ---------------------
@@ -74,18 +77,8 @@ def test_outage_retries_climb_minutes_up_to_an_hour_and_stay_there() -> None:
     assert last.action == "dead" and "outage retries" in last.reason
 
 
-def test_the_ladder_spent_while_most_calls_fail_is_an_outage_and_otherwise_a_dead_letter() -> None:
-    error = TransientError("503")
-    # a quiet shop: too few calls to open the breaker, all of them failing
-    assert decide(PAYMENT, 5, error, target_failing=True).action == "outage"
-    # the ladder still has rungs: those come first
-    assert decide(PAYMENT, 2, error, target_failing=True).action == "retry"
-    # others succeed: this message's own failure, dead-lettered when its attempts are spent
-    assert decide(PAYMENT, 5, error, target_failing=False).action == "dead"
-
-
 def test_a_4xx_for_one_order_among_successes_still_dies_at_once() -> None:
-    assert decide(PAYMENT, 1, PermanentError("400"), target_failing=True).action == "dead"
+    assert decide(PAYMENT, 1, PermanentError("400")).action == "dead"
     assert decide(PAYMENT, 1, ContractError("bad"), breaker_open=True).action == "dead"
 
 
