@@ -191,4 +191,3 @@ def test_repr_is_readable(clock: Clock) -> None:
     b = breaker(clock)
     record(b, True, False)
     assert repr(b) == "<CircuitBreaker closed failures 50% over 60s, cool-down 30s>"
-
