@@ -17,6 +17,26 @@ ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.deleted", "or
 PRODUCT_TOPICS = frozenset({"product.created", "product.updated"})
 
 
+#: Fields only one resource's REST body has (WooCommerce signs the body, not the topic header).
+_ORDER_FIELDS = frozenset({"order_key", "line_items", "billing", "payment_method"})
+_PRODUCT_FIELDS = frozenset({"sku", "slug", "permalink", "regular_price", "stock_status"})
+
+
+def resource_of_topic(topic: str) -> str:
+    """``order`` for ``order.updated``, ``product`` for ``product.created``."""
+    return topic.partition(".")[0]
+
+
+def resource_of(payload: dict[str, Any]) -> str | None:
+    """``order`` or ``product`` when the body's fields say so; None when they cannot tell (an
+    ``order.deleted`` body is just an id)."""
+    order = not _ORDER_FIELDS.isdisjoint(payload)
+    product = not _PRODUCT_FIELDS.isdisjoint(payload)
+    if order == product:
+        return None
+    return "order" if order else "product"
+
+
 def normalised_source(source: str) -> str:
     """``https://shop.example/`` (X-WC-Webhook-Source) and the REST base URL name one store."""
     return source.strip().rstrip("/")

@@ -39,7 +39,13 @@ from fleet.errors import ContractError
 from fleet.settings import Settings
 from publisher.carrier import CARRIER_PATH, CarrierWebhook
 from publisher.confirming_channel import open_confirming_channel
-from publisher.events import ORDER_TOPICS, PRODUCT_TOPICS, normalised_source
+from publisher.events import (
+    ORDER_TOPICS,
+    PRODUCT_TOPICS,
+    normalised_source,
+    resource_of,
+    resource_of_topic,
+)
 from publisher.ingest import Ingest, IngestResult
 from publisher.metrics import IngressMetrics
 from publisher.outbox import OutboxRelay
@@ -263,6 +269,13 @@ class WebhookApp:
             return await self._keep(headers, body, topic, "the body is not JSON")
         if not isinstance(payload, dict) or not isinstance(payload.get("id"), int):
             return await self._keep(headers, body, topic, "the body is not an object with an id")
+        resource = resource_of(payload)
+        if resource is not None and resource != resource_of_topic(topic):
+            # The signature covers the body, not the topic header: a captured body resent
+            # under another topic. Nothing WooCommerce sends; refused, nothing kept.
+            mismatch = f"{'an' if resource == 'order' else 'a'} {resource} body under topic {topic}"
+            log.warning("webhook: refused %s (400)", mismatch)
+            return "topic_mismatch", (400, {"error": mismatch})
         return await self._handle(headers, body, topic, payload)
 
     async def _keep(

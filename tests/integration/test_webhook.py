@@ -343,6 +343,27 @@ async def test_product_created_and_updated_become_one_product_updated(harness: H
     await harness.nothing_more()
 
 
+@pytest.mark.parametrize("topic", ["product.updated", "product.created"])
+async def test_an_order_body_under_a_product_topic_is_400_and_publishes_nothing(
+    harness: Harness, topic: str
+) -> None:
+    # WooCommerce signs the body only: a captured order resent under another topic
+    order = dict(load("real-delivery-order-created.json")["body_json"])
+    response = await harness.send(topic, order)
+    assert response.status_code == 400
+    assert response.json()["error"] == f"an order body under topic {topic}"
+    assert await harness.app.store.kept_deliveries(10) == []
+    await harness.nothing_more()
+
+
+async def test_a_product_body_under_an_order_topic_is_400(harness: Harness) -> None:
+    product = {"id": 93, "name": "Woo Single #1", "sku": "WOO-1", "slug": "woo-single-1"}
+    response = await harness.send("order.updated", product)
+    assert response.status_code == 400
+    assert response.json()["error"] == "a product body under topic order.updated"
+    await harness.nothing_more()
+
+
 async def test_several_secrets_are_accepted_while_rotating(
     settings: Settings, connection: AbstractRobustConnection
 ) -> None:
