@@ -1,6 +1,7 @@
 """A circuit breaker for a consumer whose target is down: stop hammering it, probe, resume.
 
-    closed ──(≥ min_calls in the window and failure ratio ≥ failure_ratio)──▶ open
+    closed ──(≥ min_calls in the window and failure ratio ≥ failure_ratio,
+              or min_calls failures in a row)──▶ open
     open ──(cool_down elapsed)──▶ half-open: allow() lets exactly one probe through
     half-open ──probe succeeds──▶ closed (window cleared)
     half-open ──probe fails──▶ open (cool-down starts again)
@@ -8,7 +9,14 @@
 The window is a time window: outcomes older than ``window`` seconds no longer count, so a
 quiet consumer is not tripped by failures from an hour ago. The worker decides what a failure
 is; the intended rule is "the target did not answer usefully" (a TransientError or a timeout).
-A PermanentError means the target answered, so it counts as a success here.
+The worker counts a 4xx as a failure too: a target refusing every order is as good as down.
+
+Failures in a row open it whatever the window held before: a busy consumer's window is full of
+successes when its target goes away, and waiting for half of it to fail takes most of a window.
+
+:meth:`others_failed` tells the worker whose fault a refusal (a 4xx) is: when the latest call
+for another delivery failed too, the target's (it refuses everything: the refusal costs the
+message no attempt); otherwise the order's own.
 
 The breaker only keeps state; the worker acts on it: pause consuming while open, resume for a
 probe once ``allow()`` says so (``retry_in()`` says when), and keep going on success.
@@ -60,6 +68,12 @@ class CircuitBreaker:
         #: Failures among ``_outcomes``, kept as they come and go: a busy consumer records
         #: thousands of outcomes per window, too many to count on every call.
         self._failures = 0
+        #: Failures at the end of ``_outcomes`` (those that aged out excepted).
+        self._streak = 0
+        #: The latest call (time, delivery key, success), and the latest for a key other than
+        #: its key: enough to answer others_failed for any key.
+        self._latest: tuple[float, str, bool] | None = None
+        self._latest_other: tuple[float, str, bool] | None = None
         self._state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._probe_out = False
@@ -87,10 +101,15 @@ class CircuitBreaker:
             return max(self.cool_down - (self._clock() - self._opened_at), 0.0)
         return 0.0
 
-    def record(self, success: bool) -> None:
-        """Record the outcome of a call that :meth:`allow` let through."""
+    def record(self, success: bool, key: str = "") -> None:
+        """Record the outcome of a call that :meth:`allow` let through, made for delivery
+        ``key`` (its message id: the retries of one message share it)."""
         state = self.state
         now = self._clock()
+        latest = self._latest
+        if latest is not None and latest[1] != key:
+            self._latest_other = latest
+        self._latest = (now, key, success)
         if state is BreakerState.HALF_OPEN:
             if success:
                 self._forget_all()
@@ -102,14 +121,27 @@ class CircuitBreaker:
             # Late results of calls that started before the breaker opened change nothing.
             return
         self._outcomes.append((now, success))
-        if not success:
+        if success:
+            self._streak = 0
+        else:
             self._failures += 1
+            self._streak += 1
         if self._outcomes[0][0] <= now - self.window:
             self._forget_before(now - self.window)
         if self._failures:
             calls = len(self._outcomes)
-            if calls >= self.min_calls and self._failures / calls >= self.failure_ratio:
+            in_a_row = min(self._streak, calls)
+            if calls >= self.min_calls and (
+                self._failures / calls >= self.failure_ratio or in_a_row >= self.min_calls
+            ):
                 self._open(now)
+
+    def others_failed(self, key: str) -> bool:
+        """Did the latest call for a delivery other than ``key``, within the window, fail?"""
+        latest = self._latest
+        if latest is not None and latest[1] == key:
+            latest = self._latest_other
+        return latest is not None and latest[0] > self._clock() - self.window and not latest[2]
 
     @property
     def failure_rate(self) -> float:
@@ -128,6 +160,7 @@ class CircuitBreaker:
     def _forget_all(self) -> None:
         self._outcomes.clear()
         self._failures = 0
+        self._streak = 0
 
     def _open(self, now: float) -> None:
         self._opened_at = now

@@ -64,19 +64,24 @@ def decide(
     exc: BaseException,
     *,
     breaker_open: bool = False,
+    others_refused: bool = False,
     outage_retries: int = 0,
 ) -> Verdict:
     """The ladder. Contract errors die at once. While the target's breaker is not closed, a
-    failure goes to an outage tier and counts as no attempt. Otherwise a permanent error dies at
-    once, and anything else climbs the ladder; once the ladder is spent it waits in the outage
-    tiers, since a failure that may pass (a target down, slow, or refusing the credentials) says
-    nothing about the message, until about two days of them have passed."""
+    failure goes to an outage tier and counts as no attempt. Otherwise a permanent error (a 4xx)
+    dies at once, unless ``others_refused`` (the latest call for another delivery failed too: the
+    target refuses everything, a changed credential or API), and anything else climbs the
+    ladder; once the ladder is spent it waits in the outage tiers, since a failure that may pass
+    (a target down, slow, or refusing the credentials) says nothing about the message, until
+    about two days of them have passed."""
     if isinstance(exc, ContractError):
         return Verdict("dead", describe(exc))
     permanent = isinstance(exc, PermanentError)
     retry_after = exc.retry_after if isinstance(exc, TransientError) else None
     ladder_spent = attempt >= policy.max_attempts or not policy.used_tiers
-    if policy.outage_tiers and (breaker_open or (ladder_spent and not permanent)):
+    # A 4xx waits only when others are refused too; a failure that may pass once its ladder ends.
+    outage = breaker_open or (others_refused if permanent else ladder_spent)
+    if outage and policy.outage_tiers:
         if outage_retries >= OUTAGE_RETRY_LIMIT:
             return Verdict(
                 "dead", f"target failing through {outage_retries} outage retries: {describe(exc)}"

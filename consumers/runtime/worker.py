@@ -384,7 +384,9 @@ class ConsumerWorker:
         exception = await self._run_handler(event, delivery)
         # A target refusing (4xx) counts against it like one failing: refusing everything is
         # an outage too (a changed credential or API). Only a contract error is the message's.
-        self.breaker.record(exception is None or isinstance(exception, ContractError))
+        self.breaker.record(
+            exception is None or isinstance(exception, ContractError), delivery.message_id
+        )
         if exception is None:
             if self.spec.business_key and self.ledger:
                 await self.ledger.mark_done(self.policy.name, key)
@@ -395,6 +397,7 @@ class ConsumerWorker:
             attempt,
             exception,
             breaker_open=self.breaker.state is not BreakerState.CLOSED,
+            others_refused=self.breaker.others_failed(delivery.message_id),
             outage_retries=outage_retries_of(headers),
         )
         if verdict.action in ("retry", "outage"):

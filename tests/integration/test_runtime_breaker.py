@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
@@ -83,8 +85,10 @@ class Refusing:
         self.refuse_only = refuse_only
         self.refusing = True
         self.done: list[str] = []
+        self.calls: Counter[str] = Counter()
 
     async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
+        self.calls[str(event.event_id)] += 1
         mine = self.refuse_only is None or str(event.event_id) == self.refuse_only
         if self.refusing and mine:
             raise self.error
@@ -96,15 +100,17 @@ QUICK_BREAKER = BreakerPolicy(window=30, failure_ratio=0.5, min_calls=3, cool_do
 
 
 @pytest.mark.parametrize(
-    ("error", "dead"),
+    ("error", "dead", "before"),
     [
-        (TransientError("collector answered 503"), 0),
-        (TransientError("collector refused woofleet's credentials (401)"), 0),
-        # A 4xx is the order's own until enough calls show the target refuses everything: the
-        # refusals before the breaker opens are dead-lettered, the rest wait out the outage.
-        (PermanentError("collector answered 400: unknown field"), QUICK_BREAKER.min_calls - 1),
+        (TransientError("collector answered 503"), 0, 0),
+        (TransientError("collector refused woofleet's credentials (401)"), 0, 0),
+        # A first 4xx is the order's own (nothing tells it from a bad order); from the second
+        # refusal of another order on, the target refuses everything and they wait it out.
+        (PermanentError("collector answered 400: unknown field"), 1, 0),
+        # A busy consumer: its window is full of successes when the target starts refusing.
+        (PermanentError("collector answered 400: unknown field"), 1, 50),
     ],
-    ids=["5xx", "401", "4xx-everything"],
+    ids=["5xx", "401", "4xx-everything", "busy-4xx-everything"],
 )
 async def test_an_outage_ends_with_every_effect_once_and_an_empty_dlq(
     connection: AbstractRobustConnection,
@@ -112,28 +118,77 @@ async def test_an_outage_ends_with_every_effect_once_and_an_empty_dlq(
     settings: Settings,
     error: Exception,
     dead: int,
+    before: int,
 ) -> None:
-    # Given a two-attempt consumer whose target fails everything for longer than its ladder
+    # Given a two-attempt consumer (which had handled `before` orders)
     fleet = fast_fleet(
         "analytics", max_attempts=2, outage_tiers=OUTAGE_TIERS, breaker=QUICK_BREAKER
     )
     await apply(connection, fleet, vhost)
     target = Refusing(error)
+    target.refusing = False
     sup = Supervisor(
         ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
     )
     await sup.start()
     worker = sup.workers["analytics"]
     try:
+        for _ in range(before):
+            await publish(connection, order_event("order.paid", unique=True))
+        await wait_until(lambda: len(target.done) == before)
+        # whose target then fails everything for longer than its ladder
+        target.refusing = True
         for _ in range(20):
             await publish(connection, order_event("order.paid", unique=True))
-        await wait_until(lambda: worker.stats["retried"] >= 20, timeout=15)
+        await wait_until(lambda: worker.stats["retried"] >= 20 - dead, timeout=15)
         # When it comes back
         target.refusing = False
-        await wait_until(lambda: len(target.done) == 20 - dead, timeout=30)
+        await wait_until(lambda: len(target.done) == before + 20 - dead, timeout=30)
     finally:
         await sup.stop(5)
     # Then every effect is done once and nothing else waits for a person
     assert sorted(set(target.done)) == sorted(target.done)
     assert worker.stats["dead"] == dead
     assert await depth(connection, names.dead_letter_queue("analytics")) == dead
+
+
+@pytest.mark.parametrize("one_order", [False, True], ids=["refuses-everything", "one-bad-order"])
+async def test_a_4xx_is_the_orders_own_only_while_the_target_answers_other_orders(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings, one_order: bool
+) -> None:
+    # Given a busy consumer whose breaker never opens (so only the ladder decides)
+    never = BreakerPolicy(window=30, failure_ratio=0.5, min_calls=10_000, cool_down=0.5)
+    fleet = fast_fleet("analytics", max_attempts=2, outage_tiers=OUTAGE_TIERS, breaker=never)
+    await apply(connection, fleet, vhost)
+    events = [order_event("order.paid", unique=True) for _ in range(20)]
+    target = Refusing(
+        PermanentError("collector answered 400: unknown field"),
+        refuse_only=str(events[5].event_id) if one_order else None,
+    )
+    target.refusing = False
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    try:
+        for _ in range(50):
+            await publish(connection, order_event("order.paid", unique=True))
+        await wait_until(lambda: len(target.done) == 50)
+        # When it refuses (every order, or one while it takes the others)
+        target.refusing = True
+        for event in events:
+            await publish(connection, event)
+        await wait_until(
+            lambda: all(target.calls[str(e.event_id)] for e in events) and worker.stats["dead"] > 0,
+            timeout=15,
+        )
+        target.refusing = False
+        await wait_until(lambda: len(target.done) == 50 + 19, timeout=15)
+    finally:
+        await sup.stop(5)
+    # Then only one order reaches the DLQ: the first refused (nothing told it from a bad order
+    # yet), or the one bad order
+    assert worker.stats["dead"] == 1
+    assert await depth(connection, names.dead_letter_queue("analytics")) == 1
+    assert len(set(target.done)) == len(target.done)

@@ -191,3 +191,29 @@ def test_repr_is_readable(clock: Clock) -> None:
     b = breaker(clock)
     record(b, True, False)
     assert repr(b) == "<CircuitBreaker closed failures 50% over 60s, cool-down 30s>"
+
+
+def test_consecutive_failures_open_it_whatever_the_window_held_before(clock: Clock) -> None:
+    # A busy consumer's window is full of successes when its target goes down: waiting for
+    # half of it to fail would take most of a window.
+    b = breaker(clock, min_calls=4)
+    record(b, *([True] * 20), False, False, False)
+    assert state(b) is BreakerState.CLOSED
+    b.record(False)
+    assert state(b) is BreakerState.OPEN
+
+
+def test_the_latest_other_delivery_says_whether_the_target_fails(clock: Clock) -> None:
+    b = breaker(clock, min_calls=10)
+    assert b.others_failed("m1") is False  # nothing to tell by
+    b.record(True, "m1")
+    b.record(False, "m2")
+    # m2's failure while the target answered m1: m2's own
+    assert b.others_failed("m2") is False
+    assert b.others_failed("m1") is True
+    b.record(False, "m3")
+    assert b.others_failed("m2") is True  # m3 fails too: the target's
+    b.record(False, "m3")  # m3 again: still the latest other delivery for m2, m1 for m3's
+    assert b.others_failed("m3") is True and b.others_failed("m2") is True
+    clock.advance(61)
+    assert b.others_failed("m2") is False  # outside the window it tells nothing

@@ -79,7 +79,14 @@ def test_outage_retries_climb_minutes_up_to_an_hour_and_stay_there() -> None:
 
 def test_a_4xx_for_one_order_among_successes_still_dies_at_once() -> None:
     assert decide(PAYMENT, 1, PermanentError("400")).action == "dead"
+    assert decide(PAYMENT, 1, PermanentError("400"), others_refused=False).action == "dead"
     assert decide(PAYMENT, 1, ContractError("bad"), breaker_open=True).action == "dead"
+
+
+def test_a_4xx_while_other_orders_are_refused_too_waits_out_the_outage() -> None:
+    # a changed credential or API: the target refuses everything, not this order
+    verdict = decide(PAYMENT, 1, PermanentError("400"), others_refused=True)
+    assert (verdict.action, verdict.delay) == ("outage", 30)
 
 
 def test_without_outage_tiers_an_outage_meets_the_ladder() -> None:
