@@ -15,9 +15,10 @@ The confirmed publish always comes before the ack, so a crash at any point loses
 
 The circuit breaker lives here, in the worker, and is no middleware: it decides whether a
 delivery is handled at all and stops and resumes consuming, which hooks cannot. It watches the
-handler's outcomes: when the target keeps failing, the worker stops taking deliveries (what it
-holds waits, unacked) instead of draining its queue into retries and the DLQ, lets one probe
-through after a cool-down, and resumes when the probe succeeds. ``breaker.py`` keeps its state.
+handler's outcomes: when the target keeps failing, the worker stops taking deliveries instead
+of draining its queue into retries and the DLQ (what it holds goes to an outage tier untried,
+never waiting unacked past a probe), lets one probe through after a cool-down, and resumes when
+the probe succeeds. ``breaker.py`` keeps its state.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from fleet.errors import (
     DependencyUnavailable,
     PublishError,
     TopologyError,
+    TransientError,
 )
 from fleet.logging import with_context
 from topology import names
@@ -368,6 +370,9 @@ class ConsumerWorker:
         attempt, key = delivery.attempt, delivery.business_key
         # The breaker is closed nearly always: ask it directly before waiting in a coroutine.
         allowed = not self._stopping if self.breaker.allow() else await self._breaker_allows()
+        if allowed is None:
+            await self._wait_out_open_breaker(message, headers, delivery)
+            return
         if not allowed:
             # Stopping while the breaker holds this message: the broker gets it back.
             await self._settle(message, delivery, Outcome.REQUEUED)
@@ -407,15 +412,42 @@ class ConsumerWorker:
         else:
             await self._dead_letter(message, headers, delivery, verdict.reason)
 
-    async def _breaker_allows(self) -> bool:
-        """Wait while the breaker is open; False if the worker stops meanwhile."""
+    async def _breaker_allows(self) -> bool | None:
+        """Wait while a probe is out: True once the breaker lets this delivery through, False if
+        the worker stops meanwhile, None while it is open and the consumer has outage tiers (the
+        delivery waits there, see _wait_out_open_breaker)."""
         while not self.breaker.allow():
             if self._stopping:
                 return False
             if self._consumer_tag is not None:
                 await self.pause()
+            if self.policy.outage_tiers and self.breaker.state is BreakerState.OPEN:
+                return None
             await asyncio.sleep(min(max(self.breaker.retry_in(), 0.05), 1.0))
         return not self._stopping
+
+    async def _wait_out_open_breaker(
+        self, message: AbstractIncomingMessage, headers: dict[str, Any], delivery: Delivery
+    ) -> None:
+        """A delivery the open breaker holds back waits in an outage tier, untried and counting
+        as no attempt, not unacked in this worker: the broker closes a channel whose delivery
+        stays unacked past its consumer_timeout (30 min by default), and outages last longer."""
+        untried = TransientError(
+            f"circuit open: {self.policy.name}'s target keeps failing; not tried"
+        )
+        verdict = decide(
+            self.policy,
+            delivery.attempt,
+            untried,
+            breaker_open=True,
+            outage_retries=outage_retries_of(headers),
+        )
+        if verdict.action == "outage":
+            await self._send_to_retry(
+                message, headers, delivery, untried, verdict.delay, outage=True, tried=False
+            )
+        else:
+            await self._dead_letter(message, headers, delivery, verdict.reason)
 
     def _breaker_moved(self, old: BreakerState, new: BreakerState) -> None:
         if new is BreakerState.OPEN:
@@ -474,6 +506,7 @@ class ConsumerWorker:
         exc: BaseException,
         delay: float,
         outage: bool = False,
+        tried: bool = True,
     ) -> None:
         assert self._retry is not None
         tier = names.retry_queue(self.policy.name, delay)
@@ -485,7 +518,10 @@ class ConsumerWorker:
         if outage:
             new_headers[OUTAGE_RETRIES_HEADER] = outage_retries_of(headers) + 1
         await publish_confirmed(self._retry, copy_message(message, new_headers), tier)
-        if outage:
+        if not tried:
+            # The breaker's "circuit open" line says it once for all of them.
+            delivery.log.debug("held back by the open breaker; waiting %ss in %s", delay, tier)
+        elif outage:
             delivery.log.warning(
                 "target failing (%s); not counted as an attempt, retrying in %ss via %s",
                 describe(exc),

@@ -192,3 +192,40 @@ async def test_a_4xx_is_the_orders_own_only_while_the_target_answers_other_order
     assert worker.stats["dead"] == 1
     assert await depth(connection, names.dead_letter_queue("analytics")) == 1
     assert len(set(target.done)) == len(target.done)
+
+
+async def test_while_the_breaker_stays_open_deliveries_wait_in_queues_not_in_memory(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    # Given a consumer taking four at a time whose target is down past several probes
+    fleet = fast_fleet(
+        "analytics", prefetch=4, max_attempts=2, outage_tiers=OUTAGE_TIERS, breaker=QUICK_BREAKER
+    )
+    await apply(connection, fleet, vhost)
+    target = Target()
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    try:
+        for _ in range(10):
+            await publish(connection, order_event("order.paid", unique=True))
+        # When probes keep failing (three failures open it, each probe is one more call),
+        # nothing waits unacked in the worker between them: the broker closes a channel whose
+        # delivery stays unacked past its consumer_timeout (30 min by default)
+        await wait_until(
+            lambda: (
+                target.calls >= QUICK_BREAKER.min_calls + 2
+                and worker.breaker.state is BreakerState.OPEN
+                and worker.in_flight == 0
+            ),
+            timeout=10,
+        )
+        # And once the target is back every order is handled once, none dead-lettered
+        target.up = True
+        await wait_until(lambda: len(target.done) == 10, timeout=20)
+    finally:
+        await sup.stop(5)
+    assert worker.stats["dead"] == 0
+    assert await depth(connection, names.dead_letter_queue("analytics")) == 0
