@@ -40,13 +40,20 @@ class EmbeddedServer(uvicorn.Server):
 
 
 async def serve_in_background(
-    app: ASGIApp, host: str, port: int, *, lifespan: bool = False
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    lifespan: bool = False,
+    http: type[asyncio.Protocol] | None = None,
 ) -> tuple[EmbeddedServer, asyncio.Task[None]]:
-    """Serve ``app`` as a task of the running loop; returns once it listens."""
+    """Serve ``app`` as a task of the running loop; returns once it listens. ``http``: the
+    HTTP protocol class (the webhook's guarded one), uvicorn's own by default."""
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=http or "auto",
         log_level="warning",
         log_config=None,
         access_log=False,

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     # -- the ingress (webhook, relay, reconciler) ---------------------------------------------
     #: Largest webhook body accepted (413 above it); WooCommerce orders are a few KiB.
     webhook_max_body_bytes: int = Field(MIB, gt=0)
+    #: Largest request head (request line and headers) accepted: 431 above it.
+    webhook_max_header_bytes: int = Field(16 * 1024, gt=0)
+    #: Seconds a client may take to send its request head (408 after), and then its body.
+    webhook_head_seconds: float = Field(10.0, gt=0)
+    webhook_body_seconds: float = Field(30.0, gt=0)
+    #: Open connections at most; past it, the one that has waited longest for its head goes.
+    webhook_max_connections: int = Field(4096, gt=0)
     #: How long a delivery waits for the broker's confirms before answering from the outbox.
     #: 0 (default): answer as soon as the events are committed to the outbox (in order, relayed
     #: from there; on SQLite fsync'd within a second, see publisher.store_sqlite); a delivery

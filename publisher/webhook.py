@@ -223,29 +223,47 @@ class WebhookApp:
 
     async def webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        self._in_flight += 1
-        self._idle.clear()
+        headers = header_map(scope)
         try:
-            outcome, (status, payload) = await self._receive(header_map(scope), receive)
-            await _answer(send, status, payload)
+            outcome, answer, body = await self._read_body(headers, receive)
         except Disconnected:
             return  # WooCommerce gave up; nothing was read, so nothing was queued
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
+        if body is not None:
+            # Counted only once the body is in: a client still sending (or never finishing)
+            # must not hold back the relay, which gives way to deliveries being answered.
+            self._in_flight += 1
+            self._idle.clear()
+            try:
+                outcome, answer = await self._receive(headers, body)
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.set()
+        status, payload = answer
+        await _answer(send, status, payload)
         self._window[outcome] += 1
         self.metrics.deliveries.labels(outcome).inc()
         self.metrics.latency.observe(time.perf_counter() - started)
 
-    async def _receive(self, headers: dict[str, str], receive: Receive) -> tuple[str, Answer]:
+    async def _read_body(
+        self, headers: dict[str, str], receive: Receive
+    ) -> tuple[str, Answer, bytes | None]:
+        """The body, or the refusal (413, 408) to answer instead."""
+        limit = self.settings.webhook_max_body_bytes
         try:
-            body = await read_limited(headers, receive, self.settings.webhook_max_body_bytes)
+            async with asyncio.timeout(self.settings.webhook_body_seconds):
+                return "", (200, {}), await read_limited(headers, receive, limit)
         except TooLarge:
+            log.warning("webhook: refused a body over %d bytes (413)", limit)
+            return "too_large", (413, {"error": "body too large"}), None
+        except TimeoutError:
             log.warning(
-                "webhook: refused a body over %d bytes (413)", self.settings.webhook_max_body_bytes
+                "webhook: a body took over %gs to arrive (408); WOOFLEET_WEBHOOK_BODY_SECONDS",
+                self.settings.webhook_body_seconds,
             )
-            return "too_large", (413, {"error": "body too large"})
+            return "too_slow", (408, {"error": "body too slow"}), None
+
+    async def _receive(self, headers: dict[str, str], body: bytes) -> tuple[str, Answer]:
         signature = headers.get("x-wc-webhook-signature")
         if not signature:
             if is_ping(headers, body):
@@ -418,9 +436,27 @@ def serve(settings: Settings, host: str, port: int) -> None:
     """Run the ingress on uvicorn until SIGINT/SIGTERM."""
     import uvicorn
 
+    from publisher.http_guard import guarded, limits_of, raise_open_files_limit
+
     app = WebhookApp(settings)
+    files = raise_open_files_limit(settings.webhook_max_connections + 256)
+    if files < settings.webhook_max_connections + 64:
+        log.warning(
+            "webhook: only %d open files allowed; fewer connections than "
+            "WOOFLEET_WEBHOOK_MAX_CONNECTIONS (%d) fit (raise `ulimit -n`)",
+            files,
+            settings.webhook_max_connections,
+        )
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stall every delivery in flight for their whole length.
     gc.freeze()
     log.info("webhook: listening on http://%s:%d%s", host, port, WEBHOOK_PATH)
-    uvicorn.run(app.asgi, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        app.asgi,
+        host=host,
+        port=port,
+        http=guarded(limits_of(settings)),
+        log_config=None,
+        access_log=False,
+        backlog=settings.webhook_max_connections,
+    )

@@ -26,6 +26,7 @@ from fleet.amqp import connect
 from fleet.health import health_routes, serve_in_background
 from fleet.settings import Settings, target_key
 from publisher.carrier import CARRIER_PATH, carrier_signature
+from publisher.http_guard import guarded, limits_of
 from publisher.simulate.encoding import delivery
 from publisher.simulate.orders import make_order, story
 from publisher.webhook import WEBHOOK_PATH, WebhookApp
@@ -71,7 +72,13 @@ class DevFleet:
 
         health = Starlette(routes=health_routes(supervisor.ready))
         servers = [
-            await serve_in_background(webhook.asgi, self.host, self.port, lifespan=True),
+            await serve_in_background(
+                webhook.asgi,
+                self.host,
+                self.port,
+                lifespan=True,
+                http=guarded(limits_of(self.settings)),
+            ),
             await serve_in_background(health, self.host, self.health_port),
         ]
         url = f"http://{self.host}:{self.port}{WEBHOOK_PATH}"

@@ -1,0 +1,143 @@
+"""The real ``woofleet webhook`` against clients that would hold it: huge heads, heads and bodies
+sent a byte at a time, and more slow connections than it keeps open. Valid deliveries still go
+through at their normal latency."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from publisher.signature import sign
+from tests.integration.test_ingress_loopback import ORDER
+from tests.support.net import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SECRET = "hostile-secret"
+LIMITS = {
+    "WOOFLEET_WEBHOOK_MAX_HEADER_BYTES": "4096",
+    "WOOFLEET_WEBHOOK_HEAD_SECONDS": "1",
+    "WOOFLEET_WEBHOOK_BODY_SECONDS": "1",
+    "WOOFLEET_WEBHOOK_MAX_CONNECTIONS": "100",
+}
+HEAD = b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+
+
+@pytest.fixture
+def port(cli_env: dict[str, str]) -> Iterator[int]:
+    port = free_port()
+    env = {**cli_env, "WOOFLEET_WEBHOOK_SECRET": SECRET, **LIMITS}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "woofleet.main", "webhook", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the webhook never answered /healthz"
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def connection(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def status_line(reader: asyncio.StreamReader, timeout: float = 10) -> bytes:
+    """The answer's status line, or b"" when the server closed without one."""
+    return await asyncio.wait_for(reader.readline(), timeout)
+
+
+async def valid_delivery(port: int) -> tuple[int, float]:
+    import json
+
+    body = json.dumps({**ORDER, "id": 4_000_000 + int(time.monotonic_ns() % 10**6)}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Topic": "order.created",
+        "X-WC-Webhook-Source": "https://shop.example/",
+        "X-WC-Webhook-Signature": sign(body, SECRET.encode()),
+    }
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        response = await client.post("/webhooks/woocommerce", content=body, headers=headers)
+    return response.status_code, time.monotonic() - started
+
+
+async def test_a_head_over_the_limit_is_431_and_closed(port: int) -> None:
+    async with connection(port) as (reader, writer):
+        writer.write(HEAD + b"X-Padding: " + b"a" * 8192 + b"\r\n")
+        await writer.drain()
+        assert (await status_line(reader)).startswith(b"HTTP/1.1 431")
+        assert await asyncio.wait_for(reader.read(), 5) is not None  # closed: read returns
+
+
+async def test_a_head_sent_a_byte_at_a_time_is_408_after_the_deadline(port: int) -> None:
+    async with connection(port) as (reader, writer):
+        started = time.monotonic()
+        answer = asyncio.create_task(status_line(reader))
+        for byte in HEAD[:40]:
+            if answer.done() or time.monotonic() - started > 5:
+                break
+            with contextlib.suppress(ConnectionError):
+                writer.write(bytes([byte]))
+            await asyncio.sleep(0.05)
+        line = await answer
+    assert line.startswith(b"HTTP/1.1 408"), line
+    assert 0.9 < time.monotonic() - started < 5
+
+
+async def test_a_body_that_never_finishes_is_408(port: int) -> None:
+    async with connection(port) as (reader, writer):
+        writer.write(HEAD + b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{")
+        await writer.drain()
+        started = time.monotonic()
+        line = await status_line(reader)
+    assert line.startswith(b"HTTP/1.1 408"), line
+    assert time.monotonic() - started < 5
+
+
+async def test_slow_connections_beyond_the_cap_never_keep_a_delivery_out(port: int) -> None:
+    # Given three times as many slow connections as the webhook keeps open, each having sent
+    # part of a request head
+    slow: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(300):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(HEAD[:10])
+            slow.append(writer)
+        await asyncio.gather(*(w.drain() for w in slow), return_exceptions=True)
+        # When valid deliveries arrive meanwhile
+        answers = [await valid_delivery(port) for _ in range(10)]
+    finally:
+        for writer in slow:
+            writer.close()
+    # Then each is answered 2xx, at its normal latency
+    assert [status for status, _ in answers] == [200] * 10
+    assert max(seconds for _, seconds in answers) < 1.0, answers
