@@ -92,7 +92,12 @@ class Supervisor:
     def ready(self) -> tuple[bool, dict[str, object]]:
         connected = self.connection is not None and not self.connection.is_closed
         consuming = {name: w.consuming for name, w in self.workers.items()}
-        paused = {n: w.dependency.reason for n, w in self.workers.items() if w.dependency.reason}
+        # Why a consumer takes no work: its state store is down, or its target (breaker open).
+        paused = {
+            name: reason
+            for name, w in self.workers.items()
+            if (reason := w.dependency.reason or w.breaker_reason)
+        }
         ok = connected and bool(consuming) and all(consuming.values()) and not paused
         detail: dict[str, object] = {"connected": connected, "consuming": consuming}
         if paused:

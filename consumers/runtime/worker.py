@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -141,6 +142,9 @@ class ConsumerWorker:
             bp.window, bp.failure_ratio, bp.min_calls, bp.cool_down, on_change=self._breaker_moved
         )
         observe.watch_breaker(policy.name, lambda: self.breaker.state)
+        #: The last failure the breaker counted, for /readyz while it is open.
+        self._last_failure = ""
+        self._opened_at = 0.0
         self.dependency = DependencyPause(
             probe=self._probe_dependencies,
             pause=self.pause,
@@ -389,9 +393,10 @@ class ConsumerWorker:
         exception = await self._run_handler(event, delivery)
         # A target refusing (4xx) counts against it like one failing: refusing everything is
         # an outage too (a changed credential or API). Only a contract error is the message's.
-        self.breaker.record(
-            exception is None or isinstance(exception, ContractError), delivery.message_id
-        )
+        ok = exception is None or isinstance(exception, ContractError)
+        self.breaker.record(ok, delivery.message_id)
+        if not ok and exception is not None:
+            self._last_failure = describe(exception)
         if exception is None:
             if self.spec.business_key and self.ledger:
                 await self.ledger.mark_done(self.policy.name, key)
@@ -449,18 +454,39 @@ class ConsumerWorker:
         else:
             await self._dead_letter(message, headers, delivery, verdict.reason)
 
+    @property
+    def breaker_reason(self) -> str | None:
+        """Why the breaker keeps this consumer from taking work (None while it is closed)."""
+        if self.breaker.state is BreakerState.CLOSED:
+            return None
+        return (
+            f"circuit open: the target keeps failing ({self._last_failure}); "
+            f"one probe every {self.breaker.cool_down:g}s"
+        )
+
     def _breaker_moved(self, old: BreakerState, new: BreakerState) -> None:
+        # One line when an outage starts and one when it ends, not one per failed probe.
         if new is BreakerState.OPEN:
-            self._log.error(
-                "circuit open: %s keeps failing; not taking deliveries for %.0fs, then one probe",
-                self.policy.name,
-                self.breaker.cool_down,
-            )
+            if old is BreakerState.CLOSED:
+                self._opened_at = time.monotonic()
+                self._log.error(
+                    "circuit open: %s keeps failing (%s); not taking deliveries, "
+                    "one probe every %.0fs",
+                    self.policy.name,
+                    self._last_failure,
+                    self.breaker.cool_down,
+                )
+            else:
+                self._log.debug(
+                    "probe failed; circuit open for another %.0fs", self.breaker.cool_down
+                )
             # Paused, the worker may hold nothing to probe with: fetch one after the cool-down.
             self._in_background(self._resume_after(self.breaker.cool_down))
         elif new is BreakerState.CLOSED:
             self._log.info(
-                "circuit closed: probe succeeded; consuming %s again", self.policy.work_queue
+                "circuit closed: probe succeeded after %.0fs open; consuming %s again",
+                time.monotonic() - self._opened_at,
+                self.policy.work_queue,
             )
             self._in_background(self.resume())
 

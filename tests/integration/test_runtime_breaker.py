@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import pytest
@@ -229,3 +230,43 @@ async def test_while_the_breaker_stays_open_deliveries_wait_in_queues_not_in_mem
         await sup.stop(5)
     assert worker.stats["dead"] == 0
     assert await depth(connection, names.dead_letter_queue("analytics")) == 0
+
+
+async def test_an_open_breaker_says_why_on_readyz_and_logs_once_per_outage(
+    connection: AbstractRobustConnection,
+    vhost: str,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fleet = fast_fleet(
+        "analytics", prefetch=1, max_attempts=2, outage_tiers=OUTAGE_TIERS, breaker=QUICK_BREAKER
+    )
+    await apply(connection, fleet, vhost)
+    target = Target()
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
+    )
+    await sup.start()
+    caplog.set_level(logging.INFO, logger="consumers.runtime")
+    try:
+        for _ in range(5):
+            await publish(connection, order_event("order.paid", unique=True))
+        # When the target stays down through several probes
+        await wait_until(lambda: target.calls >= QUICK_BREAKER.min_calls + 3, timeout=10)
+        # Then /readyz says the consumer is not taking work, and why
+        ready, detail = sup.ready()
+        assert not ready
+        paused = detail["paused"]
+        assert isinstance(paused, dict)
+        assert "circuit open" in paused["analytics"]
+        assert "connection refused" in paused["analytics"]
+        # And once it is back, ready again
+        target.up = True
+        await wait_until(lambda: len(target.done) == 5, timeout=20)
+        await wait_until(lambda: sup.ready()[0], timeout=5)
+    finally:
+        await sup.stop(5)
+    # One line when it opened and one when it closed, not one per failed probe
+    lines = [r.getMessage() for r in caplog.records if r.name == "consumers.runtime"]
+    assert len([m for m in lines if m.startswith("circuit open")]) == 1, lines
+    assert len([m for m in lines if m.startswith("circuit closed")]) == 1, lines
