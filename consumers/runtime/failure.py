@@ -71,16 +71,20 @@ def decide(
     failure goes to an outage tier and counts as no attempt. Otherwise a permanent error (a 4xx)
     dies at once, unless ``others_refused`` (the latest call for another delivery failed too: the
     target refuses everything, a changed credential or API), and anything else climbs the
-    ladder; once the ladder is spent it waits in the outage tiers, since a failure that may pass
-    (a target down, slow, or refusing the credentials) says nothing about the message, until
-    about two days of them have passed."""
+    ladder; once the ladder is spent (or when a Retry-After asks for longer than the ladder
+    waits) it waits in the outage tiers, since a failure that may pass (a target down, slow,
+    rate-limiting or refusing the credentials) says nothing about the message, until about two
+    days of them have passed."""
     if isinstance(exc, ContractError):
         return Verdict("dead", describe(exc))
     permanent = isinstance(exc, PermanentError)
     retry_after = exc.retry_after if isinstance(exc, TransientError) else None
     ladder_spent = attempt >= policy.max_attempts or not policy.used_tiers
-    # A 4xx waits only when others are refused too; a failure that may pass once its ladder ends.
-    outage = breaker_open or (others_refused if permanent else ladder_spent)
+    # A 4xx waits only when others are refused too; a failure that may pass once its ladder ends,
+    # or at once when the target asks for longer than the ladder waits (a 429's Retry-After:
+    # retrying sooner only spends attempts on refusals).
+    beyond_ladder = retry_after is not None and retry_after > max(policy.used_tiers, default=0)
+    outage = breaker_open or (others_refused if permanent else ladder_spent or beyond_ladder)
     if outage and policy.outage_tiers:
         if outage_retries >= OUTAGE_RETRY_LIMIT:
             return Verdict(

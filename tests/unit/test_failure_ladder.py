@@ -48,7 +48,17 @@ def test_unexpected_errors_and_timeouts_are_retried() -> None:
 
 def test_a_retry_after_hint_picks_a_tier_at_least_that_long() -> None:
     assert decide(PAYMENT, 1, TransientError("429", retry_after=3)).delay == 4
-    assert decide(PAYMENT, 1, TransientError("429", retry_after=600)).delay == 8
+    # without outage tiers the ladder's longest rung is the most it can wait
+    plain = replace(PAYMENT, outage_tiers=())
+    assert decide(plain, 1, TransientError("429", retry_after=600)).delay == 8
+
+
+def test_a_retry_after_beyond_the_ladder_waits_in_an_outage_tier_spending_no_attempt() -> None:
+    # A target that asks for ten minutes: retrying after 8 s only spends attempts on refusals
+    verdict = decide(PAYMENT, 1, TransientError("429", retry_after=600))
+    assert (verdict.action, verdict.delay) == ("outage", 600)
+    verdict = decide(PAYMENT, 1, TransientError("503", retry_after=100))
+    assert (verdict.action, verdict.delay) == ("outage", 120)
 
 
 def test_a_consumer_with_one_attempt_has_no_ladder_but_waits_out_an_outage() -> None:
