@@ -4,60 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-#: Never in a log line: URL passwords, emails, bearer tokens, credentials by key name.
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (
-        re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.I),
-        r"\g<scheme>\g<user>:***@",
-    ),
-    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "<email>"),
-    (
-        re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*)(?:(?:bearer|basic|token)\s+)?\S+"),
-        r"\1***",
-    ),
-    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
-    (
-        # Any key that *contains* a credential word: api_secret, client_secret, access_token,
-        # apikey, X-Api-Key (a word boundary before "secret" let the prefixed names through).
-        re.compile(
-            r"(?i)(?<![\w-])([\w-]*(?:secret|password|passwd|token|api[_-]?key)[\w-]*)"
-            r"([\"']?\s*[:=]\s*[\"']?)[^\s,;&\"']+"
-        ),
-        r"\1\2***",
-    ),
-)
+# The one scrubbing layer (fleet/scrub.py); ``redact`` is its name where logs and errors use it.
+from fleet.scrub import forget_secret_values as forget_secret_values
+from fleet.scrub import remember_secret_values as remember_secret_values
+from fleet.scrub import scrub
 
-
-#: Values of the configured secrets, masked wherever they appear (an echoed answer, a URL).
-_SECRET_VALUES: set[str] = set()
-#: Shorter values would mask ordinary words; real credentials are longer.
-_MIN_SECRET_LENGTH = 6
-
-
-def remember_secret_values(values: Iterable[str]) -> None:
-    """Mask these values in every later :func:`redact` call, whatever key carries them."""
-    _SECRET_VALUES.update(v for v in values if len(v) >= _MIN_SECRET_LENGTH)
-
-
-def forget_secret_values() -> None:
-    """Drop the remembered values (tests; a process keeps its secrets for its lifetime)."""
-    _SECRET_VALUES.clear()
-
-
-def redact(text: str) -> str:
-    """Remove credentials and email addresses from a string bound for a log or an error report."""
-    # longest first, so a secret containing another is masked whole
-    for value in sorted(_SECRET_VALUES, key=len, reverse=True):
-        text = text.replace(value, "***")
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
+redact = scrub
 
 
 def rfc3339(timestamp: float) -> str:

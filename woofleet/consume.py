@@ -29,10 +29,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from consumers.runtime.supervisor import serve_consumers
-    from fleet.sentry import init_sentry
 
     DEFAULT_FLEET.check(args.consumers)
-    init_sentry(args.settings, component="consumer")
     return asyncio.run(
         serve_consumers(
             args.consumers,

@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="log at DEBUG (default: WOOFLEET_LOG_LEVEL)",
     )
     parser.add_argument("--version", action="version", version=f"woofleet {_version()}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True, dest="command"
+    )
     for verb in VERBS:
         module = importlib.import_module(f"woofleet.{verb}")
         module.register(subparsers)
@@ -137,6 +139,7 @@ def explain(exc: BaseException) -> tuple[int, str] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from fleet.logging import remember_secret_values, setup_logging
+    from fleet.sentry import init_sentry
     from fleet.settings import Settings
 
     args = build_parser().parse_args(argv)
@@ -147,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     setup_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
     remember_secret_values(settings.secret_values())
+    # Every command reports to Sentry when SENTRY_DSN is set, scrubbed the same way.
+    init_sentry(settings, component=str(getattr(args, "command", None) or "woofleet"))
     try:
         args.settings = settings
         if getattr(args, "shared_state", False):

@@ -42,13 +42,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from fleet.sentry import init_sentry
 
     settings: Settings = args.settings
     if args.every is not None and args.every <= 0:
         print("woofleet reconcile: --every needs a positive number of seconds")
         return 2
-    init_sentry(settings, component="reconcile")
     return asyncio.run(_reconcile(settings, args.every, args.since))
 
 

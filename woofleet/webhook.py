@@ -41,12 +41,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from fleet.sentry import init_sentry
     from publisher.webhook import serve
 
     settings: Settings = args.settings
     preflight(settings, args.host, args.port)
-    init_sentry(settings, component="webhook")
     serve(settings, args.host, args.port)
     return 0
 

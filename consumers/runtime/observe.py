@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
@@ -244,9 +245,27 @@ class MetricsMiddleware(Middleware):
         _figures(consumer).dead += 1
 
 
+#: The exception's class at the head of a failure reason ("PermanentError: ...", "attempts
+#: exhausted (5/5): TransientError: ...", "ConsumerCrashed: ...").
+_ERROR_CLASS = re.compile(r"(?:^|: )([A-Z][A-Za-z0-9_]*(?:Error|Exception|Crashed))\b")
+
+
+def error_class(reason: str) -> str:
+    found = _ERROR_CLASS.search(reason)
+    return found.group(1) if found else "unknown"
+
+
 class SentryMiddleware(Middleware):
     """Reports unexpected handler exceptions (not the Transient/Permanent ones handlers raise on
-    purpose) and every dead letter. Does nothing unless Sentry was initialised."""
+    purpose) and every dead letter, once each, tagged with the consumer, the event type and the
+    error class. Does nothing unless Sentry was initialised (fleet/sentry.py scrubs it all)."""
+
+    def __init__(self) -> None:
+        #: (consumer, message id) → event type, from handling to settling: a dead letter's tag.
+        self._types: dict[tuple[str, str], str] = {}
+
+    async def before_handle(self, event: AnyEnvelope, delivery: Delivery) -> None:
+        self._types[(delivery.consumer, delivery.message_id)] = event.event_type
 
     async def after_handle(
         self, event: AnyEnvelope, delivery: Delivery, exception: BaseException | None
@@ -258,20 +277,27 @@ class SentryMiddleware(Middleware):
         with sentry_sdk.new_scope() as scope:
             scope.set_tag("consumer", delivery.consumer)
             scope.set_tag("event_type", event.event_type)
+            scope.set_tag("error_class", type(exception).__name__)
             scope.set_context(
                 "delivery", {"message_id": delivery.message_id, "attempt": delivery.attempt}
             )
             sentry_sdk.capture_exception(exception)
+
+    async def before_ack(self, delivery: Delivery, outcome: Outcome) -> None:
+        self._types.pop((delivery.consumer, delivery.message_id), None)
 
     async def on_dead_letter(
         self, consumer: str, message_id: str, reason: str, headers: dict[str, Any]
     ) -> None:
         import sentry_sdk
 
+        kind = error_class(reason)
         with sentry_sdk.new_scope() as scope:
             scope.set_tag("consumer", consumer)
+            scope.set_tag("event_type", self._types.get((consumer, message_id), "unreadable"))
+            scope.set_tag("error_class", kind)
             scope.set_context("dead_letter", {"message_id": message_id, "reason": reason})
-            sentry_sdk.capture_message(f"{consumer}: message dead-lettered", level="error")
+            sentry_sdk.capture_message(f"{consumer}: message dead-lettered ({kind})", level="error")
 
 
 def standard_middleware() -> list[Middleware]:
