@@ -184,8 +184,8 @@ def _consumer_channel(consumer: ConsumerPolicy, topology: Topology, vhost: str) 
         "address": consumer.work_queue,
         "title": f"{consumer.name} work queue",
         "description": (
-            f"{route}; failures retry through {names.RETRY_EXCHANGE} back to this queue only, "
-            f"dead letters go to {consumer.dead_letter_queue}."
+            f"{route}; failures retry through {names.retry_exchange(consumer.name)} back to "
+            f"this queue only, dead letters go to {consumer.dead_letter_queue}."
         ),
         "messages": messages,
         "bindings": _amqp(

@@ -300,7 +300,7 @@ def _consumer_topology(consumer: ConsumerPolicy, quorum: bool) -> tuple[list[Que
                 quorum,
             )
         )
-        bindings.append(Binding(names.RETRY_EXCHANGE, tier, tier))
+        bindings.append(Binding(names.retry_exchange(consumer.name), tier, tier))
     # Dead-letter queues stay classic whatever the tiers are: the runtime publishes into them
     # (confirmed), so broker dead lettering plays no part, and only a classic queue can be
     # browsed without changing it. A quorum queue puts a message read and given back behind
@@ -308,7 +308,7 @@ def _consumer_topology(consumer: ConsumerPolicy, quorum: bool) -> tuple[list[Que
     # queue puts it back where it was, counting nothing.
     dlq = _queue(consumer.dead_letter_queue, QueueRole.DEAD_LETTER, consumer.name, {})
     queues.append(dlq)
-    bindings.append(Binding(names.DEAD_LETTER_EXCHANGE, dlq.name, dlq.name))
+    bindings.append(Binding(names.dead_letter_exchange(consumer.name), dlq.name, dlq.name))
     return queues, bindings
 
 
@@ -364,9 +364,12 @@ def build_topology(
     use_quorum = fleet.quorum_tiers if quorum is None else quorum
     exchanges = (
         Exchange(names.EVENTS_EXCHANGE, ExchangeType.TOPIC),
-        Exchange(names.RETRY_EXCHANGE, ExchangeType.DIRECT),
         Exchange(names.WORK_EXCHANGE, ExchangeType.DIRECT),
-        Exchange(names.DEAD_LETTER_EXCHANGE, ExchangeType.DIRECT),
+        *(
+            Exchange(name, ExchangeType.DIRECT)
+            for c in fleet.consumers
+            for name in (names.retry_exchange(c.name), names.dead_letter_exchange(c.name))
+        ),
     )
     queues: list[Queue] = []
     bindings: list[Binding] = []

@@ -329,7 +329,7 @@ def policy_resource(policy: Policy) -> Manifest:
 def role_permissions(fleet: FleetSpec, topology: Topology) -> dict[str, dict[str, str]]:
     """Least privilege per role: configure nothing (topology is declared by an admin), the
     publisher writes to woo.events only, a consumer reads its own queues and writes only to
-    the retry and dead-letter exchanges, KEDA and the alerts read queue depths through the
+    its own retry and dead-letter exchanges, KEDA and the alerts read queue depths through the
     management API."""
     nothing = _only()
     permissions = {
@@ -347,7 +347,10 @@ def role_permissions(fleet: FleetSpec, topology: Topology) -> dict[str, dict[str
         own = [q.name for q in topology.queues if q.consumer == consumer.name]
         permissions[consumer.name] = {
             "configure": nothing,
-            "write": _only(names.RETRY_EXCHANGE, names.DEAD_LETTER_EXCHANGE),
+            # Its own exchanges only: they route to nothing but its own queues.
+            "write": _only(
+                names.retry_exchange(consumer.name), names.dead_letter_exchange(consumer.name)
+            ),
             "read": _only(*own),
         }
     return permissions

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 #: Events from WooCommerce, routed by event type (topic).
 EVENTS_EXCHANGE = "woo.events"
-#: Failed messages on their way to a retry tier (direct, key = the tier queue's name).
-RETRY_EXCHANGE = "woo.retry"
 #: Messages returning from a retry tier or delay queue into one work queue (direct, key = its name).
 WORK_EXCHANGE = "woo.work"
-#: Dead letters (direct, key = the DLQ's name).
-DEAD_LETTER_EXCHANGE = "woo.dlx"
 
 PREFIX = "woo."
 
 
 def work_queue(consumer: str) -> str:
     return f"{PREFIX}{consumer}"
+
+
+def retry_exchange(consumer: str) -> str:
+    """A consumer's failed messages on their way to its retry tiers (direct, key = the tier
+    queue's name). One per consumer, so that its broker user, which may write only here and to
+    its dead-letter exchange, can reach no other consumer's queues."""
+    return f"{PREFIX}{consumer}.retry"
+
+
+def dead_letter_exchange(consumer: str) -> str:
+    """A consumer's dead letters (direct, key = its DLQ's name); one per consumer, as above."""
+    return f"{PREFIX}{consumer}.dlx"
 
 
 def retry_queue(consumer: str, delay_seconds: float) -> str:

@@ -173,9 +173,11 @@ class ConsumerWorker:
         self._publish_channel = await connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
-        self._retry = await self._publish_channel.get_exchange(names.RETRY_EXCHANGE, ensure=False)
+        self._retry = await self._publish_channel.get_exchange(
+            names.retry_exchange(self.policy.name), ensure=False
+        )
         self._dead = await self._publish_channel.get_exchange(
-            names.DEAD_LETTER_EXCHANGE, ensure=False
+            names.dead_letter_exchange(self.policy.name), ensure=False
         )
         try:
             self._queue = await self._channel.declare_queue(self.policy.work_queue, passive=True)

@@ -359,8 +359,8 @@ def test_every_role_connects_as_its_own_least_privileged_user(
             assert matching(permissions["read"]) == own
             assert names.work_queue(consumer) in own
             assert matching(permissions["write"]) == {
-                names.RETRY_EXCHANGE,
-                names.DEAD_LETTER_EXCHANGE,
+                names.retry_exchange(consumer),
+                names.dead_letter_exchange(consumer),
             }
     keda = grants[k8s.workload_name(k8s.KEDA_ROLE)]["permissions"]
     assert all(matching(regex) == set() for regex in keda.values())

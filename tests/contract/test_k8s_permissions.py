@@ -117,7 +117,9 @@ async def test_each_role_may_do_its_job_and_nothing_else(
             "publish events": await allowed(
                 publisher, publish(names.EVENTS_EXCHANGE, "order.paid")
             ),
-            "publish retry": await allowed(publisher, publish(names.RETRY_EXCHANGE, retry_tier)),
+            "publish retry": await allowed(
+                publisher, publish(names.retry_exchange("stock"), retry_tier)
+            ),
             "publish work": await allowed(publisher, publish(names.WORK_EXCHANGE, "woo.stock")),
             "read a queue": await allowed(publisher, get("woo.stock")),
             "declare": await allowed(publisher, declare("sneaky")),
@@ -127,9 +129,14 @@ async def test_each_role_may_do_its_job_and_nothing_else(
             "read own work queue": await allowed(stock, get("woo.stock")),
             "read own dlq": await allowed(stock, get("woo.stock.dlq")),
             "read crm's queue": await allowed(stock, get("woo.crm")),
-            "publish retry": await allowed(stock, publish(names.RETRY_EXCHANGE, retry_tier)),
+            "publish retry": await allowed(
+                stock, publish(names.retry_exchange("stock"), retry_tier)
+            ),
             "publish dead letter": await allowed(
-                stock, publish(names.DEAD_LETTER_EXCHANGE, "woo.stock.dlq")
+                stock, publish(names.dead_letter_exchange("stock"), "woo.stock.dlq")
+            ),
+            "publish crm's retry": await allowed(
+                stock, publish(names.retry_exchange("crm"), "woo.crm.retry.1s")
             ),
             "publish events": await allowed(stock, publish(names.EVENTS_EXCHANGE, "order.paid")),
             "publish work": await allowed(stock, publish(names.WORK_EXCHANGE, "woo.crm")),
@@ -155,6 +162,7 @@ async def test_each_role_may_do_its_job_and_nothing_else(
         "read crm's queue": False,
         "publish retry": True,
         "publish dead letter": True,
+        "publish crm's retry": False,
         "publish events": False,
         "publish work": False,
         "declare": False,
@@ -194,3 +202,79 @@ async def test_keda_reads_work_queue_depth_including_unacked_but_nothing_else(
     # Then it sees ready + unacknowledged messages, and can do nothing over AMQP
     assert (depth["messages"], depth["messages_unacknowledged"]) == (2, 1)
     assert (amqp_read, amqp_write) == (False, False)
+
+
+def publish_mandatory(exchange: str, routing_key: str) -> Operation:
+    """A publish the broker must route somewhere: unroutable raises (returned to us)."""
+
+    async def run(channel: AbstractChannel) -> object:
+        target = await channel.get_exchange(exchange, ensure=False)
+        return await target.publish(
+            aio_pika.Message(b"{}"), routing_key=routing_key, mandatory=True
+        )
+
+    return run
+
+
+async def reaches(connection: AbstractConnection, operation: Operation) -> bool:
+    """Whether a publish lands in a queue: refused (ACCESS_REFUSED) and unroutable are both no."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    try:
+        await operation(channel)
+        return True
+    except (aiormq.exceptions.ChannelAccessRefused, aio_pika.exceptions.DeliveryError):
+        return False
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
+async def test_no_consumer_can_put_a_message_in_another_consumers_queues(
+    connection: AbstractRobustConnection,
+    settings: Settings,
+    management: Management,
+    vhost: str,
+    role_users: dict[str, str],
+) -> None:
+    # Given the topology, and the stock consumer's own credentials
+    await apply_fleet(connection, FLEET, vhost=vhost, management=management)
+    crm = FLEET.consumer("crm")
+    crm_queues = [q.name for q in build_topology(FLEET).queues if q.consumer == "crm"]
+    stock_policy = FLEET.consumer("stock")
+    own_tier = names.retry_queue("stock", stock_policy.used_tiers[0])
+    exchanges = [
+        names.retry_exchange("stock"),
+        names.dead_letter_exchange("stock"),
+        names.retry_exchange("crm"),
+        names.dead_letter_exchange("crm"),
+        names.WORK_EXCHANGE,
+        names.EVENTS_EXCHANGE,
+        "",  # the default exchange: any queue by its name
+    ]
+    stock = await connect(settings, name="test-stock", url=role_users["stock"])
+    try:
+        # When it tries every exchange with every one of crm's queues as the key
+        into_crm = {
+            (exchange or "(default)", queue): await reaches(
+                stock, publish_mandatory(exchange, queue)
+            )
+            for exchange in exchanges
+            for queue in crm_queues
+        }
+        # (and its own retry and dead letter, which it needs)
+        own = [
+            await reaches(stock, publish_mandatory(names.retry_exchange("stock"), own_tier)),
+            await reaches(
+                stock,
+                publish_mandatory(
+                    names.dead_letter_exchange("stock"), names.dead_letter_queue("stock")
+                ),
+            ),
+        ]
+    finally:
+        await stock.close()
+
+    # Then nothing reaches crm's work, retry or dead-letter queues; its own still work
+    assert crm.work_queue in crm_queues and crm.dead_letter_queue in crm_queues
+    assert [k for k, landed in into_crm.items() if landed] == []
+    assert own == [True, True]

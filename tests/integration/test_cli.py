@@ -126,7 +126,7 @@ async def test_dlq_list_show_replay_and_purge(
     async with connection.channel(publisher_confirms=True) as channel:
         import aio_pika
 
-        dlx = await channel.get_exchange(names.DEAD_LETTER_EXCHANGE, ensure=False)
+        dlx = await channel.get_exchange(names.dead_letter_exchange("analytics"), ensure=False)
         for n in range(2):
             event = order_event("order.paid", unique=True)
             await dlx.publish(

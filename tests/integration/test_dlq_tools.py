@@ -41,7 +41,7 @@ async def seed(
     """Dead letters as the runtime writes them; returns their message ids in queue order."""
     ids = []
     async with connection.channel(publisher_confirms=True) as channel:
-        dlx = await channel.get_exchange(names.DEAD_LETTER_EXCHANGE, ensure=False)
+        dlx = await channel.get_exchange(names.dead_letter_exchange(consumer), ensure=False)
         for spec in letters:
             event = order_event(
                 spec.get("event", "order.paid"),

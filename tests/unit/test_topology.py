@@ -188,7 +188,7 @@ def test_retry_tiers_use_per_queue_ttl_and_dead_letter_to_their_own_work_queue_o
         assert args["x-overflow"] == "reject-publish"
         bindings = [b for b in topology.bindings if b.queue == tier.name]
         assert [(b.exchange, b.routing_key) for b in bindings] == [
-            (names.RETRY_EXCHANGE, tier.name)
+            (names.retry_exchange(consumer), tier.name)
         ]
 
 
@@ -228,7 +228,7 @@ def test_every_consumer_has_a_dlq_bound_on_woo_dlx_by_its_own_name(
     assert topology.queue(dlq).args() == {}
     assert topology.queue(dlq).type == "classic"
     bindings = [(b.exchange, b.routing_key) for b in topology.bindings if b.queue == dlq]
-    assert bindings == [(names.DEAD_LETTER_EXCHANGE, dlq)]
+    assert bindings == [(names.dead_letter_exchange(consumer), dlq)]
 
 
 def test_every_dlq_has_a_length_limit_policy_matching_only_itself(topology: Topology) -> None:
@@ -295,9 +295,10 @@ def test_exchanges_are_durable_and_typed() -> None:
     exchanges = {e.name: (e.type.value, e.durable) for e in build_topology().exchanges}
     assert exchanges == {
         "woo.events": ("topic", True),
-        "woo.retry": ("direct", True),
         "woo.work": ("direct", True),
-        "woo.dlx": ("direct", True),
+        # one retry and one dead-letter exchange per consumer: its user may write only there
+        **{f"woo.{c}.retry": ("direct", True) for c in CONSUMER_NAMES},
+        **{f"woo.{c}.dlx": ("direct", True) for c in CONSUMER_NAMES},
     }
 
 
