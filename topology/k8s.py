@@ -32,7 +32,7 @@ CONTAINER = "woofleet"
 SERVICE_ACCOUNT = "woofleet"
 CONFIG_MAP = "woofleet-config"
 #: Application secrets (webhook secret, WooCommerce keys, state URL, SMTP, Sentry), as env vars.
-APP_SECRET = "woofleet-app"
+APP_SECRET_PREFIX = "woofleet-app-"
 RABBITMQ_CLUSTER = "woofleet-rabbitmq"
 TRIGGER_AUTHENTICATION = "woofleet-rabbitmq-management"
 VHOST = "/"
@@ -64,6 +64,12 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 def workload_name(role: str) -> str:
     """A consumer's Deployment and ScaledObject, a role's RabbitMQ user: ``woofleet-stock``."""
     return f"woofleet-{role}"
+
+
+def app_secret(workload: str) -> str:
+    """The Secret of one workload's own settings (its targets' URLs and keys, its store URL):
+    each workload mounts its own, never another's (docs/deploy.md lists what each holds)."""
+    return f"{APP_SECRET_PREFIX}{workload}"
 
 
 def rabbitmq_secret(role: str) -> str:
@@ -107,9 +113,13 @@ def consumer_deployment(consumer: ConsumerPolicy) -> Manifest:
     container: Manifest = {
         "name": CONTAINER,
         "image": IMAGE,
-        "args": ["consume", consumer.name, "--port", str(CONSUMER_PORT)],
+        "args": ["consume", consumer.name, "--host", "0.0.0.0", "--port", str(CONSUMER_PORT)],
         "ports": [{"name": "http", "containerPort": CONSUMER_PORT}],
-        "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}, {"secretRef": {"name": APP_SECRET}}],
+        "envFrom": [
+            {"configMapRef": {"name": CONFIG_MAP}},
+            # optional: a consumer whose settings hold no secret needs no Secret at all
+            {"secretRef": {"name": app_secret(consumer.name), "optional": True}},
+        ],
         "env": [
             {
                 "name": "WOOFLEET_AMQP_URL",

@@ -59,7 +59,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="print the Slack message (JSON) instead of sending it",
     )
-    parser.add_argument("--host", default="0.0.0.0", help="health/metrics address (0.0.0.0)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="health/metrics address (127.0.0.1; 0.0.0.0 in a container, as the manifests pass)",
+    )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"health/metrics port ({DEFAULT_PORT})"
     )

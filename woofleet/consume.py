@@ -17,7 +17,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         f"Consumers: {', '.join(CONSUMER_NAMES)}.",
     )
     parser.add_argument("consumers", nargs="+", metavar="CONSUMER", help="consumer type(s)")
-    parser.add_argument("--host", default="0.0.0.0", help="health/metrics address (0.0.0.0)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="health/metrics address (127.0.0.1; 0.0.0.0 in a container, as the manifests pass)",
+    )
     parser.add_argument("--port", type=int, default=9100, help="health/metrics port (9100)")
     parser.add_argument(
         "--grace",

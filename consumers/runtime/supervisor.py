@@ -124,7 +124,7 @@ async def serve_consumers(
     consumer_names: Sequence[str],
     settings: Settings,
     *,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     port: int = 9100,
     fleet: FleetSpec = DEFAULT_FLEET,
     grace: float | None = None,

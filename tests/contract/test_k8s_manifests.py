@@ -243,7 +243,15 @@ def test_every_consumer_has_one_deployment_one_scaled_object_and_a_compose_servi
         assert scaled.count(k8s.workload_name(name)) == 1, f"{name}: not one ScaledObject"
         service = compose["services"].get(name)
         assert service, f"docker-compose.yml has no service {name!r}"
-        assert service["command"] == ["consume", name, "--port", str(k8s.CONSUMER_PORT)]
+        # 0.0.0.0 said explicitly: the command's own default is loopback only
+        assert service["command"] == [
+            "consume",
+            name,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(k8s.CONSUMER_PORT),
+        ]
     assert sorted(d for d in deployments if d) == sorted(CONSUMER_NAMES)
     assert set(compose["services"]) == {*CONSUMER_NAMES, "rabbitmq", "topology", "webhook"}
 
@@ -504,7 +512,34 @@ def test_every_secret_the_manifests_need_is_documented(
     secrets = set().union(*(referenced_secrets(o) for o in rendered.values()))
     assert k8s.rabbitmq_secret("stock") in secrets
     # per-consumer secrets follow one documented pattern
-    generic = {s for s in secrets if s.removeprefix("woofleet-rabbitmq-") in CONSUMER_NAMES}
+    generic = {
+        s
+        for s in secrets
+        for prefix in ("woofleet-rabbitmq-", k8s.APP_SECRET_PREFIX)
+        if s.removeprefix(prefix) in CONSUMER_NAMES
+    }
     assert "woofleet-rabbitmq-<consumer>" in docs
+    assert f"{k8s.APP_SECRET_PREFIX}<consumer>" in docs
     missing = sorted(s for s in secrets - generic if s not in docs)
     assert not missing, f"docs/deploy.md does not say how to create {missing}"
+
+
+def test_each_workload_mounts_only_its_own_secrets(objects: list[Manifest]) -> None:
+    # One Secret for every workload's credentials let each pod read the payment key, the
+    # WooCommerce read/write key and the webhook secret. Now each has its own.
+    shared = {"woofleet-amqp-tls"}  # the client certificate every workload presents to RabbitMQ
+    for kind in ("Deployment", "CronJob"):
+        for name, workload in by_name(objects, kind).items():
+            role = name.removeprefix("woofleet-")
+            own = {
+                k8s.app_secret(role),
+                k8s.rabbitmq_secret("publisher" if role == "webhook" else role),
+                f"woofleet-{role}",
+            }
+            if role == "reconcile":
+                own.add(k8s.rabbitmq_secret("publisher"))
+            consumer = consumer_of_deployment(workload) if kind == "Deployment" else None
+            if consumer is not None:
+                own |= {f.secret for f in DEFAULT_FLEET.consumer(consumer).secret_files}
+            extra = referenced_secrets([workload]) - own - shared
+            assert not extra, f"{name} mounts {sorted(extra)}, which hold others' credentials"
