@@ -6,12 +6,14 @@ import asyncio
 import inspect
 import logging
 import signal
+import time
 from collections.abc import Sequence
 
 from aio_pika.abc import AbstractRobustConnection
 from starlette.applications import Starlette
 
 from consumers import registry
+from consumers.runtime import observe
 from consumers.runtime.handler import Handler, HandlerSpec
 from consumers.runtime.ledger import Ledger, open_ledger
 from consumers.runtime.middleware import Middleware
@@ -19,10 +21,13 @@ from consumers.runtime.observe import standard_middleware
 from consumers.runtime.worker import ConsumerWorker
 from fleet.amqp import connect
 from fleet.health import health_routes, serve_in_background
+from fleet.logging import redact
 from fleet.settings import Settings
 from topology.fleet import DEFAULT_FLEET, FleetSpec
 
 log = logging.getLogger("consumers.supervisor")
+#: Where aio_pika logs each failed reconnect attempt.
+_RECONNECTS = logging.getLogger("aio_pika.robust_connection")
 
 
 async def build_handler(name: str, settings: Settings) -> Handler:
@@ -57,6 +62,10 @@ class Supervisor:
         self.workers: dict[str, ConsumerWorker] = {}
         self.connection: AbstractRobustConnection | None = None
         self.ledger: Ledger | None = None
+        #: Why the broker cannot be reached (None while it can), and since when.
+        self.broker_away: str | None = None
+        self._away_since = 0.0
+        self._stopping = False
 
     async def start(self) -> None:
         # The state store first: one that cannot work refuses the start in one line (exit 2
@@ -67,6 +76,9 @@ class Supervisor:
             self.connection = await connect(
                 self.settings, name=f"woofleet consume {' '.join(self.names)}"
             )
+            self.connection.close_callbacks.add(self._broker_lost)
+            self.connection.reconnect_callbacks.add(self._broker_back)
+            _RECONNECTS.addFilter(self._quiet_reconnect_attempts)
             for name in self.names:
                 if name not in self._handlers:
                     spec = registry.load(name).SPEC
@@ -90,13 +102,13 @@ class Supervisor:
             raise
 
     def ready(self) -> tuple[bool, dict[str, object]]:
-        connected = self.connection is not None and not self.connection.is_closed
+        connected = self.connection is not None and self.connection.connected.is_set()
         consuming = {name: w.consuming for name, w in self.workers.items()}
-        # Why a consumer takes no work: its state store is down, or its target (breaker open).
+        # Why a consumer takes no work: the broker, its state store, or its target (breaker).
         paused = {
             name: reason
             for name, w in self.workers.items()
-            if (reason := w.dependency.reason or w.breaker_reason)
+            if (reason := self.broker_away or w.dependency.reason or w.breaker_reason)
         }
         ok = connected and bool(consuming) and all(consuming.values()) and not paused
         detail: dict[str, object] = {"connected": connected, "consuming": consuming}
@@ -104,10 +116,40 @@ class Supervisor:
             detail["paused"] = paused
         return ok, detail
 
+    # A broker away is a pause like a state store away: one line when it goes, one when it is
+    # back, a count, and /readyz says why. aio_pika reconnects by itself meanwhile (consumers
+    # included); its line per attempt is left out.
+    def _broker_lost(self, _: object, exc: BaseException | None) -> None:
+        if exc is None or self._stopping or self.broker_away is not None:
+            return  # a close of our own, or already away
+        assert self.connection is not None
+        self.broker_away = (
+            f"the broker named by WOOFLEET_AMQP_URL is not answering ({type(exc).__name__}: "
+            f"{exc}); reconnecting every {getattr(self.connection, 'reconnect_interval', 5):g}s"
+        )
+        self._away_since = time.monotonic()
+        for name in self.workers:
+            observe.count_dependency_pause(name)
+        log.error("paused: %s; nothing is taken meanwhile", redact(self.broker_away))
+
+    def _broker_back(self, _: object) -> None:
+        if self.broker_away is None:
+            return
+        self.broker_away = None
+        log.info(
+            "resumed: the broker answers again after %.0fs; consuming again",
+            time.monotonic() - self._away_since,
+        )
+
+    def _quiet_reconnect_attempts(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (self.broker_away is not None and args and args[0] is self.connection)
+
     async def stop(self, grace: float | None = None) -> bool:
         """Drain every worker within ``grace`` (default: the longest handler timeout)."""
         if grace is None:
             grace = max((self.fleet.consumer(n).timeout for n in self.names), default=30.0)
+        self._stopping = True
         results = await asyncio.gather(*(w.stop(grace) for w in self.workers.values()))
         for _, handler in self._handlers.values():
             aclose = getattr(handler, "aclose", None)
@@ -116,6 +158,7 @@ class Supervisor:
         if self.ledger is not None:
             await self.ledger.close()
         if self.connection is not None:
+            _RECONNECTS.removeFilter(self._quiet_reconnect_attempts)
             await self.connection.close()
         return all(results)
 

@@ -112,6 +112,7 @@ class ConsumerWorker:
         self._before_ack = _overriding(self.middleware, "before_ack")
         #: Outcome counts since start, keyed by :class:`Outcome` value.
         self.stats: Counter[str] = Counter()
+        self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._publish_channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -167,6 +168,7 @@ class ConsumerWorker:
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         """Open channels, check the queue exists, and start consuming."""
+        self._connection = connection
         self._channel = await connection.channel()
         # A small prefetch keeps priorities meaningful: the broker reorders only what it holds.
         await self._channel.set_qos(prefetch_count=self.policy.effective_prefetch)
@@ -194,15 +196,29 @@ class ConsumerWorker:
             self.policy.max_attempts,
         )
 
+    @property
+    def broker_reachable(self) -> bool:
+        return self._connection is not None and self._connection.connected.is_set()
+
     async def pause(self) -> None:
         """Stop taking new deliveries; what is in flight carries on."""
         if self._queue is not None and self._consumer_tag is not None:
             tag, self._consumer_tag = self._consumer_tag, None
+            if not self.broker_reachable:
+                # A call on a channel whose connection is away waits for it to come back: the
+                # cancel goes out then (aio_pika would restore the consumer otherwise), and a
+                # stopping worker, which closes the connection, does not wait for it.
+                self._in_background(self._cancel_later(tag))
+                return
             await self._queue.cancel(tag)
             if self._acks is not None:
                 # A delivery racing the cancel may be dropped by the client: its tag would stay
                 # a gap forever, so this channel's acks are single from now on.
                 await self._acks.stop_batching()
+
+    async def _cancel_later(self, tag: str) -> None:
+        assert self._queue is not None
+        await self._queue.cancel(tag)
 
     async def resume(self) -> None:
         if (
@@ -236,10 +252,14 @@ class ConsumerWorker:
                 self._in_flight,
                 grace,
             )
+        self._deadlines.close()
+        if not self.broker_reachable:
+            # Nothing can be said to a broker that is away (each call would wait for it to come
+            # back): it gives every unacked delivery back by itself.
+            return finished
         # Acks still waiting for a batch go out before the channel closes.
         if self._acks is not None:
             await self._acks.flush()
-        self._deadlines.close()
         for channel in (self._channel, self._publish_channel):
             if channel is not None and not channel.is_closed:
                 await channel.close()
