@@ -127,7 +127,10 @@ class WebhookApp:
         settings: Settings,
         *,
         amqp_url: str | None = None,
+        public_metrics: bool = True,
     ) -> None:
+        """``public_metrics=False``: /metrics only on :attr:`operations` (a port of its own),
+        not beside the public webhook."""
         self.settings = settings
         self.metrics = IngressMetrics()
         self._keys = signing_keys(settings.webhook_secrets())
@@ -147,15 +150,18 @@ class WebhookApp:
         self.carrier = CarrierWebhook(settings, self.metrics.registry)
         # The other endpoints go through Starlette; POST /webhooks/woocommerce is answered
         # directly (see __call__), as it carries all the load.
+        operational = [
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+        ]
+        public = operational if public_metrics else operational[:2]
         self._routes = Starlette(
-            routes=[
-                Route("/healthz", self.healthz, methods=["GET"]),
-                Route("/readyz", self.readyz, methods=["GET"]),
-                Route("/metrics", self.metrics_endpoint, methods=["GET"]),
-                Route(CARRIER_PATH, self.carrier.endpoint, methods=["POST"]),
-            ],
+            routes=[*public, Route(CARRIER_PATH, self.carrier.endpoint, methods=["POST"])],
             lifespan=self._lifespan,
         )
+        #: /healthz, /readyz and /metrics alone: what a metrics port serves.
+        self.operations = Starlette(routes=operational)
         if not self._keys:
             log.error(
                 "WOOFLEET_WEBHOOK_SECRET is empty: every delivery will be refused with 401. "
@@ -432,13 +438,15 @@ class WebhookApp:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the ingress on uvicorn until SIGINT/SIGTERM."""
+def serve(settings: Settings, host: str, port: int, metrics_port: int | None = None) -> None:
+    """Run the ingress on uvicorn until SIGINT/SIGTERM; with ``metrics_port``, /metrics (and the
+    probes) on that port instead of beside the public webhook."""
     import uvicorn
 
+    from fleet.health import serve_in_background
     from publisher.http_guard import guarded, limits_of, raise_open_files_limit
 
-    app = WebhookApp(settings)
+    app = WebhookApp(settings, public_metrics=metrics_port is None)
     files = raise_open_files_limit(settings.webhook_max_connections + 256)
     if files < settings.webhook_max_connections + 64:
         log.warning(
@@ -451,7 +459,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     # full passes, which otherwise stall every delivery in flight for their whole length.
     gc.freeze()
     log.info("webhook: listening on http://%s:%d%s", host, port, WEBHOOK_PATH)
-    uvicorn.run(
+    config = uvicorn.Config(
         app.asgi,
         host=host,
         port=port,
@@ -460,3 +468,20 @@ def serve(settings: Settings, host: str, port: int) -> None:
         access_log=False,
         backlog=settings.webhook_max_connections,
     )
+
+    async def run() -> None:
+        server = uvicorn.Server(config)
+        if metrics_port is None:
+            await server.serve()
+            return
+        operations, task = await serve_in_background(app.operations, host, metrics_port)
+        log.info("webhook: /healthz /readyz /metrics on http://%s:%d", host, metrics_port)
+        try:
+            await server.serve()
+        finally:
+            operations.should_exit = True
+            await task
+
+    # The event loop uvicorn.run would pick (uvloop when installed).
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(run())

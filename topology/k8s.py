@@ -114,7 +114,7 @@ def consumer_deployment(consumer: ConsumerPolicy) -> Manifest:
         "name": CONTAINER,
         "image": IMAGE,
         "args": ["consume", consumer.name, "--host", "0.0.0.0", "--port", str(CONSUMER_PORT)],
-        "ports": [{"name": "http", "containerPort": CONSUMER_PORT}],
+        "ports": [{"name": "metrics", "containerPort": CONSUMER_PORT}],
         "envFrom": [
             {"configMapRef": {"name": CONFIG_MAP}},
             # optional: a consumer whose settings hold no secret needs no Secret at all
@@ -133,14 +133,14 @@ def consumer_deployment(consumer: ConsumerPolicy) -> Manifest:
             "limits": {"cpu": policy.cpu_limit, "memory": policy.memory_limit},
         },
         "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
+            "httpGet": {"path": "/healthz", "port": "metrics"},
             "initialDelaySeconds": 10,
             "periodSeconds": 10,
             "timeoutSeconds": 3,
             "failureThreshold": 3,
         },
         "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
+            "httpGet": {"path": "/readyz", "port": "metrics"},
             "periodSeconds": 5,
             "timeoutSeconds": 3,
             "failureThreshold": 2,

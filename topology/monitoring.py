@@ -137,7 +137,7 @@ def prometheus_rule() -> Manifest:
 
 
 def pod_monitors() -> list[Manifest]:
-    """woofleet's processes (webhook, consumers, alerts) on their ``http`` port, and the
+    """woofleet's processes (webhook, consumers, alerts) on their ``metrics`` port, and the
     RabbitMQ nodes' per-queue figures."""
     return [
         {
@@ -147,7 +147,7 @@ def pod_monitors() -> list[Manifest]:
             "spec": {
                 "selector": {"matchLabels": {"app.kubernetes.io/name": "woofleet"}},
                 "podTargetLabels": ["app.kubernetes.io/component"],
-                "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+                "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
             },
         },
         {

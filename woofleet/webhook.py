@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"port to listen on (default {DEFAULT_PORT}; WooCommerce delivers only to "
         "80, 443 and 8080 unless the store allows more)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve /metrics (and /healthz, /readyz) on this port instead of beside the public "
+        "webhook (the manifests do: the public port then answers /metrics with 404)",
+    )
     parser.set_defaults(func=run, shared_state=True)
 
 
@@ -45,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings: Settings = args.settings
     preflight(settings, args.host, args.port)
-    serve(settings, args.host, args.port)
+    if args.metrics_port is not None:
+        check_port(args.host, args.metrics_port)
+    serve(settings, args.host, args.port, args.metrics_port)
     return 0
 
 

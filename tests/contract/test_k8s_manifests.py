@@ -35,7 +35,7 @@ OVERLAYS = ("base", "overlays/dev", "overlays/production", "overlays/production-
 PROMETHEUS_OPERATOR = "monitoring.coreos.com/"
 #: The oldest Kubernetes the manifests promise to work on.
 KUBERNETES_VERSION = "1.30"
-BUILTIN_GROUPS = ("v1", "apps/", "autoscaling/", "policy/", "batch/")
+BUILTIN_GROUPS = ("v1", "apps/", "autoscaling/", "policy/", "batch/", "networking.k8s.io/")
 TOPOLOGY = build_topology(DEFAULT_FLEET)
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 EXPORT_HINT = "run `woofleet topology export --format k8s` and commit the result"
@@ -450,21 +450,22 @@ def test_services_are_probed_and_scraped_on_the_port_they_serve(objects: list[Ma
         template = deployment["spec"]["template"]
         container = template["spec"]["containers"][0]
         args = container["args"]
-        port = int(args[args.index("--port") + 1])
-        assert container["ports"] == [{"name": "http", "containerPort": port}]
-        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        # metrics and probes on the metrics port: the webhook's own, everyone else's only one
+        flag = "--metrics-port" if "--metrics-port" in args else "--port"
+        port = int(args[args.index(flag) + 1])
+        assert {"name": "metrics", "containerPort": port} in container["ports"]
+        assert args[args.index("--host") + 1] == "0.0.0.0"  # the commands bind loopback alone
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
         annotations = template["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
         assert annotations["prometheus.io/port"] == str(port)
     webhook = by_name(objects, "Deployment")["woofleet-webhook"]
-    assert webhook["spec"]["template"]["spec"]["containers"][0]["args"] == [
-        "webhook",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "8080",
+    container = webhook["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [
+        *("webhook", "--host", "0.0.0.0", "--port", "8080", "--metrics-port", "9100"),
     ]
+    assert {"name": "http", "containerPort": 8080} in container["ports"]
     for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
         assert "woofleet-webhook" in by_name(objects, kind), kind
 
@@ -543,3 +544,31 @@ def test_each_workload_mounts_only_its_own_secrets(objects: list[Manifest]) -> N
                 own |= {f.secret for f in DEFAULT_FLEET.consumer(consumer).secret_files}
             extra = referenced_secrets([workload]) - own - shared
             assert not extra, f"{name} mounts {sorted(extra)}, which hold others' credentials"
+
+
+def test_every_namespace_denies_ingress_unless_a_policy_allows_it(
+    objects: list[Manifest],
+) -> None:
+    policies = by_name(objects, "NetworkPolicy")
+    deny = policies["woofleet-default-deny"]["spec"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"]
+    assert "ingress" not in deny
+    # the public port from the ingress controller only; metrics from monitoring only
+    webhook = policies["woofleet-webhook-from-ingress"]["spec"]["ingress"]
+    assert [p["port"] for rule in webhook for p in rule["ports"]] == ["http"]
+    metrics = policies["woofleet-metrics-from-monitoring"]["spec"]["ingress"]
+    assert [p["port"] for rule in metrics for p in rule["ports"]] == ["metrics"]
+
+
+def test_production_rabbitmq_listens_on_tls_only_and_only_to_the_fleet(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    objects = rendered["overlays/production"]
+    [cluster] = of_kind(objects, "RabbitmqCluster")
+    assert cluster["spec"]["tls"]["disableNonTLSListeners"] is True
+    policy = by_name(objects, "NetworkPolicy")["woofleet-rabbitmq"]["spec"]
+    ports = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
+    assert not ports & {5672, 15672}, "plain AMQP or HTTP management must not be reachable"
+    # and KEDA is told to read the management API over https
+    docs = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "--from-literal=host=https://woofleet-keda:" in docs

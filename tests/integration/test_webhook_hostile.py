@@ -141,3 +141,38 @@ async def test_slow_connections_beyond_the_cap_never_keep_a_delivery_out(port: i
     # Then each is answered 2xx, at its normal latency
     assert [status for status, _ in answers] == [200] * 10
     assert max(seconds for _, seconds in answers) < 1.0, answers
+
+
+def test_metrics_on_a_port_of_their_own_are_not_served_beside_the_webhook(
+    cli_env: dict[str, str],
+) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = {**cli_env, "WOOFLEET_WEBHOOK_SECRET": SECRET}
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "woofleet.main", "webhook"),
+            *("--port", str(port), "--metrics-port", str(metrics_port)),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                if httpx.get(f"http://127.0.0.1:{metrics_port}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the metrics port never answered /readyz"
+            time.sleep(0.1)
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        public = httpx.get(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert metrics.status_code == 200 and "woofleet_webhook_deliveries" in metrics.text
+    assert public.status_code == 404
