@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import aio_pika
@@ -39,12 +40,20 @@ BROKER_DEATH_HEADERS = (
 )
 
 
+class Action(StrEnum):
+    """What becomes of a failed delivery (its Outcome is RETRIED for the first two, DEAD)."""
+
+    #: The next rung of the ladder, ``delay`` seconds later: an attempt counted.
+    RETRY = "retry"
+    #: An outage tier, ``delay`` seconds later: the target's failure, no attempt counted.
+    OUTAGE = "outage"
+    #: The dead-letter queue, with a reason.
+    DEAD = "dead"
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """``retry`` after ``delay`` seconds (an attempt counted), ``outage`` (a retry that counts as
-    no attempt), or ``dead`` (to the DLQ) with a reason."""
-
-    action: str
+    action: Action
     reason: str
     delay: float = 0.0
 
@@ -76,7 +85,7 @@ def decide(
     rate-limiting or refusing the credentials) says nothing about the message, until about two
     days of them have passed."""
     if isinstance(exc, ContractError):
-        return Verdict("dead", describe(exc))
+        return Verdict(Action.DEAD, describe(exc))
     permanent = isinstance(exc, PermanentError)
     retry_after = exc.retry_after if isinstance(exc, TransientError) else None
     ladder_spent = attempt >= policy.max_attempts or not policy.used_tiers
@@ -88,16 +97,19 @@ def decide(
     if outage and policy.outage_tiers:
         if outage_retries >= OUTAGE_RETRY_LIMIT:
             return Verdict(
-                "dead", f"target failing through {outage_retries} outage retries: {describe(exc)}"
+                Action.DEAD,
+                f"target failing through {outage_retries} outage retries: {describe(exc)}",
             )
-        return Verdict("outage", describe(exc), policy.outage_tier_for(outage_retries, retry_after))
+        return Verdict(
+            Action.OUTAGE, describe(exc), policy.outage_tier_for(outage_retries, retry_after)
+        )
     if permanent:
-        return Verdict("dead", describe(exc))
+        return Verdict(Action.DEAD, describe(exc))
     if ladder_spent:
         return Verdict(
-            "dead", f"attempts exhausted ({attempt}/{policy.max_attempts}): {describe(exc)}"
+            Action.DEAD, f"attempts exhausted ({attempt}/{policy.max_attempts}): {describe(exc)}"
         )
-    return Verdict("retry", describe(exc), policy.tier_for(attempt, retry_after))
+    return Verdict(Action.RETRY, describe(exc), policy.tier_for(attempt, retry_after))
 
 
 def outage_retries_of(headers: dict[str, Any] | None) -> int:

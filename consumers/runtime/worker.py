@@ -46,6 +46,7 @@ from consumers.runtime.breaker import BreakerState, CircuitBreaker
 from consumers.runtime.deadlines import Deadlines
 from consumers.runtime.failure import (
     CRASH_LIMIT,
+    Action,
     attempt_of,
     copy_message,
     decide,
@@ -432,10 +433,9 @@ class ConsumerWorker:
             others_refused=self.breaker.others_failed(delivery.message_id),
             outage_retries=outage_retries_of(headers),
         )
-        if verdict.action in ("retry", "outage"):
-            await self._send_to_retry(
-                message, headers, delivery, exception, verdict.delay, verdict.action == "outage"
-            )
+        if verdict.action is not Action.DEAD:
+            outage = verdict.action is Action.OUTAGE
+            await self._send_to_retry(message, headers, delivery, exception, verdict.delay, outage)
         else:
             await self._dead_letter(message, headers, delivery, verdict.reason)
 
@@ -469,7 +469,7 @@ class ConsumerWorker:
             breaker_open=True,
             outage_retries=outage_retries_of(headers),
         )
-        if verdict.action == "outage":
+        if verdict.action is Action.OUTAGE:
             await self._send_to_retry(
                 message, headers, delivery, untried, verdict.delay, outage=True, tried=False
             )
