@@ -17,19 +17,14 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tests.chaos.tools import find_tool
 from tests.support.net import free_port
 
 SBIN_DIRS = [Path("/usr/lib/rabbitmq/bin"), Path("/usr/sbin")]
 
 
 def _tool(name: str) -> str:
-    for directory in SBIN_DIRS:
-        if (directory / name).exists():
-            return str(directory / name)
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} not found: install RabbitMQ's server package")
-    return found
+    return find_tool(name, SBIN_DIRS, "RabbitMQ's server package")
 
 
 class Node:

@@ -15,19 +15,14 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from tests.chaos.tools import find_tool
 from tests.support.net import free_port
 
 BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
 
 def _tool(name: str) -> str:
-    for directory in BIN_DIRS:
-        if (directory / name).exists():
-            return str(directory / name)
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} not found: install PostgreSQL's server package")
-    return found
+    return find_tool(name, BIN_DIRS, "PostgreSQL's server package")
 
 
 class PrivatePostgres:

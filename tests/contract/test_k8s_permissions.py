@@ -61,12 +61,14 @@ def declare(queue: str) -> Operation:
 
 
 async def allowed(connection: AbstractConnection, operation: Operation) -> bool:
+    """Whether the broker lets ``operation`` through; with a mandatory publish, also whether it
+    landed in a queue (an unroutable one is returned: no)."""
     # A refused operation closes its channel: one channel per attempt.
-    channel = await connection.channel(publisher_confirms=True)
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     try:
         await operation(channel)
         return True
-    except aiormq.exceptions.ChannelAccessRefused:
+    except (aiormq.exceptions.ChannelAccessRefused, aio_pika.exceptions.DeliveryError):
         return False
     finally:
         if not channel.is_closed:
@@ -216,19 +218,6 @@ def publish_mandatory(exchange: str, routing_key: str) -> Operation:
     return run
 
 
-async def reaches(connection: AbstractConnection, operation: Operation) -> bool:
-    """Whether a publish lands in a queue: refused (ACCESS_REFUSED) and unroutable are both no."""
-    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-    try:
-        await operation(channel)
-        return True
-    except (aiormq.exceptions.ChannelAccessRefused, aio_pika.exceptions.DeliveryError):
-        return False
-    finally:
-        if not channel.is_closed:
-            await channel.close()
-
-
 async def test_no_consumer_can_put_a_message_in_another_consumers_queues(
     connection: AbstractRobustConnection,
     settings: Settings,
@@ -255,7 +244,7 @@ async def test_no_consumer_can_put_a_message_in_another_consumers_queues(
     try:
         # When it tries every exchange with every one of crm's queues as the key
         into_crm = {
-            (exchange or "(default)", queue): await reaches(
+            (exchange or "(default)", queue): await allowed(
                 stock, publish_mandatory(exchange, queue)
             )
             for exchange in exchanges
@@ -263,8 +252,8 @@ async def test_no_consumer_can_put_a_message_in_another_consumers_queues(
         }
         # (and its own retry and dead letter, which it needs)
         own = [
-            await reaches(stock, publish_mandatory(names.retry_exchange("stock"), own_tier)),
-            await reaches(
+            await allowed(stock, publish_mandatory(names.retry_exchange("stock"), own_tier)),
+            await allowed(
                 stock,
                 publish_mandatory(
                     names.dead_letter_exchange("stock"), names.dead_letter_queue("stock")

@@ -30,13 +30,14 @@ LIMITS = {
 HEAD = b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
-@pytest.fixture
-def port(cli_env: dict[str, str]) -> Iterator[int]:
-    port = free_port()
-    env = {**cli_env, "WOOFLEET_WEBHOOK_SECRET": SECRET, **LIMITS}
+@contextlib.contextmanager
+def running_webhook(env: dict[str, str], port: int, *extra: str) -> Iterator[None]:
+    """``woofleet webhook`` on ``port`` until the block ends; ready once /healthz answers on
+    ``--metrics-port`` when given, else on ``port``."""
+    probe = int(extra[extra.index("--metrics-port") + 1]) if "--metrics-port" in extra else port
     process = subprocess.Popen(
-        [sys.executable, "-m", "woofleet.main", "webhook", "--port", str(port)],
-        env=env,
+        [sys.executable, "-m", "woofleet.main", "webhook", "--port", str(port), *extra],
+        env={**env, "WOOFLEET_WEBHOOK_SECRET": SECRET},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -46,16 +47,23 @@ def port(cli_env: dict[str, str]) -> Iterator[int]:
         while True:
             assert process.poll() is None, process.communicate()[1]
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{probe}/healthz").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, "the webhook never answered /healthz"
             time.sleep(0.1)
-        yield port
+        yield
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture
+def port(cli_env: dict[str, str]) -> Iterator[int]:
+    port = free_port()
+    with running_webhook({**cli_env, **LIMITS}, port):
+        yield port
 
 
 @contextlib.asynccontextmanager
@@ -147,32 +155,8 @@ def test_metrics_on_a_port_of_their_own_are_not_served_beside_the_webhook(
     cli_env: dict[str, str],
 ) -> None:
     port, metrics_port = free_port(), free_port()
-    env = {**cli_env, "WOOFLEET_WEBHOOK_SECRET": SECRET}
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "woofleet.main", "webhook"),
-            *("--port", str(port), "--metrics-port", str(metrics_port)),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                if httpx.get(f"http://127.0.0.1:{metrics_port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the metrics port never answered /readyz"
-            time.sleep(0.1)
+    with running_webhook(cli_env, port, "--metrics-port", str(metrics_port)):
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
         public = httpx.get(f"http://127.0.0.1:{port}/metrics")
-    finally:
-        process.terminate()
-        process.wait(10)
     assert metrics.status_code == 200 and "woofleet_webhook_deliveries" in metrics.text
     assert public.status_code == 404
