@@ -80,6 +80,18 @@ async def test_server_errors_are_transient(server: HttpTargetServer, status: int
     assert caught.value.retry_after is None
 
 
+@pytest.mark.parametrize("status", [401, 403])
+async def test_refused_credentials_are_transient_and_say_so(
+    server: HttpTargetServer, status: int
+) -> None:
+    # A refused credential is fixed by a person, never by the order: it must not dead-letter
+    server.answer(status, {"error": "invalid api key"})
+    client = HttpTargetClient("crm", server.url)
+    with pytest.raises(TransientError, match=f"refused woofleet's credentials \\({status}\\)"):
+        await client.send("POST", "/x", idempotency_key="k", json={})
+    await client.aclose()
+
+
 async def test_429_retry_after_seconds_becomes_the_retry_hint(server: HttpTargetServer) -> None:
     server.answer(429, {"error": "slow down"}, headers={"Retry-After": "7"})
     client = HttpTargetClient("crm", server.url)

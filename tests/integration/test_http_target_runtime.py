@@ -162,3 +162,38 @@ async def test_a_partial_refund_does_not_use_up_the_restock_of_the_full_refund_a
     # Then the second one restocked every line, once
     assert [r.json["type"] for r in server.requests] == ["restock"]
     assert server.requests[0].json["lines"][0]["quantity"] == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [(401, {}), (403, {}), (503, {}), (429, {"Retry-After": "1"})],
+    ids=["401", "403", "503", "429"],
+)
+async def test_a_target_down_past_the_ladder_ends_with_the_effect_once_and_no_dead_letter(
+    connection: AbstractRobustConnection,
+    vhost: str,
+    settings: Settings,
+    server: HttpTargetServer,
+    status: int,
+    headers: dict[str, str],
+) -> None:
+    # Given the CRM (two attempts) failing one way for longer than its ladder
+    fleet = fast_fleet("crm", outage_tiers=(0.5, 1.0))
+    await apply(connection, fleet, vhost)
+    server.answer(status, {"error": "no"}, headers=headers, times=5)
+    supervisor = Supervisor(
+        ["crm"], settings.model_copy(update={"targets": {"crm": server.url}}), fleet=fleet
+    )
+    await supervisor.start()
+    worker = supervisor.workers["crm"]
+    try:
+        # When one order arrives, and the CRM answers again after five refusals
+        await publish(connection, order_event("order.created"))
+        await wait_until(lambda: worker.stats["handled"] + worker.stats["dead"] > 0, timeout=15)
+    finally:
+        await supervisor.stop(5)
+    # Then it was handled once, with one idempotency key, and nothing waits for a person
+    assert worker.stats["dead"] == 0 and worker.stats["handled"] == 1
+    first = server.requests[0]
+    tries = [r for r in server.requests if (r.method, r.path) == (first.method, first.path)]
+    assert len(tries) == 6 and len({r.idempotency_key for r in tries}) == 1
