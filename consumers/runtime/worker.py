@@ -80,6 +80,12 @@ log = logging.getLogger("consumers.runtime")
 #: it, so a full DLQ does not turn into a hot loop.
 REFUSED_BACKOFF = 5.0
 
+#: How long a done effect waits for the state store to record it before its delivery is given
+#: back (and its effect may be repeated): well inside RabbitMQ's consumer_timeout (30 min), past
+#: which the broker closes the channel of a delivery held unacked.
+RECORD_PATIENCE = 20 * 60.0
+MAX_RECORD_INTERVAL = 30.0
+
 #: How long acks owed while nothing is being handled wait for the deliveries on their way to
 #: finish and join them in one multiple ack. One ack frame per message costs the client about as
 #: much CPU as the rest of the delivery; a few milliseconds cost nothing, since the broker keeps
@@ -422,7 +428,7 @@ class ConsumerWorker:
             self._last_failure = describe(exception)
         if exception is None:
             if self.spec.business_key and self.ledger:
-                await self.ledger.mark_done(self.policy.name, key)
+                await self._record_done(key)
             await self._settle(message, delivery, Outcome.HANDLED)
             return
         verdict = decide(
@@ -438,6 +444,23 @@ class ConsumerWorker:
             await self._send_to_retry(message, headers, delivery, exception, verdict.delay, outage)
         else:
             await self._dead_letter(message, headers, delivery, verdict.reason)
+
+    async def _record_done(self, key: str) -> None:
+        """Record a done effect in the ledger. While the state store is away the worker pauses
+        and this keeps trying instead of giving the delivery back, whose redelivery would repeat
+        the effect; only past RECORD_PATIENCE (or when stopping) does it give up."""
+        assert self.ledger is not None
+        delay, deadline = 0.5, time.monotonic() + RECORD_PATIENCE
+        while True:
+            try:
+                await self.ledger.mark_done(self.policy.name, key)
+                return
+            except DependencyUnavailable as exc:
+                if self._stopping or time.monotonic() + delay > deadline:
+                    raise
+                self.dependency.trip(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RECORD_INTERVAL)
 
     async def _breaker_allows(self) -> bool | None:
         """Wait while a probe is out: True once the breaker lets this delivery through, False if

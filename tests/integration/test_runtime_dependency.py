@@ -94,3 +94,42 @@ async def test_the_state_store_down_pauses_the_consumer_and_it_resumes_by_itself
         <= fleet.consumer(CONSUMER).effective_prefetch
     )
     assert await depth(connection, names.dead_letter_queue(CONSUMER)) == 0
+
+
+async def test_an_effect_done_as_the_store_goes_away_is_recorded_once_it_is_back_not_repeated(
+    connection: AbstractRobustConnection,
+    vhost: str,
+    settings: Settings,
+    postgres: PrivatePostgres,
+) -> None:
+    fleet = fast_fleet(CONSUMER)
+    await apply(connection, fleet, vhost)
+    effects: list[str] = []
+
+    async def handler(event: AnyEnvelope, delivery: Delivery) -> None:
+        effects.append(str(event.event_id))
+        # The state store goes away between the effect and its record in the ledger
+        postgres.stop()
+
+    spec = HandlerSpec(business_key=lambda event: str(event.event_id))
+    sup = Supervisor(
+        [CONSUMER],
+        settings.model_copy(update={"state_url": postgres.url}),
+        fleet=fleet,
+        middleware=[],
+        handlers={CONSUMER: (spec, handler)},
+    )
+    await sup.start()
+    worker = sup.workers[CONSUMER]
+    try:
+        await publish(connection, order_event("order.paid", unique=True))
+        # When the consumer notices and pauses, and the store comes back
+        await wait_until(lambda: worker.dependency.reason is not None, timeout=10)
+        postgres.start()
+        # Then the effect is recorded and the delivery acked: it is not handled a second time
+        await wait_until(lambda: worker.stats["handled"] == 1, timeout=30)
+        await wait_until(lambda: sup.ready()[0], timeout=10)
+    finally:
+        await sup.stop(5)
+    assert len(effects) == 1
+    assert worker.stats["requeued"] == 0
