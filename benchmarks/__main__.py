@@ -19,12 +19,13 @@ from types import ModuleType
 
 import uvloop
 
-from benchmarks import fleet, invoice, publisher, runtime, webhook
+from benchmarks import fleet, invoice, ledger, publisher, runtime, webhook
 from benchmarks.common import Figure, machine, table
 
 BENCHES: dict[str, ModuleType] = {
     "publisher": publisher,
     "runtime": runtime,
+    "ledger": ledger,
     "invoice": invoice,
     "webhook": webhook,
     "fleet": fleet,
@@ -33,6 +34,7 @@ BENCHES: dict[str, ModuleType] = {
 QUICK: dict[str, list[str]] = {
     "publisher": ["--messages", "3000", "--rounds", "1"],
     "runtime": ["--messages", "3000"],
+    "ledger": ["--messages", "3000"],
     "invoice": ["--orders", "20"],
     "webhook": ["--requests", "2000", "--rate", "200", "--duration", "5"],
     "fleet": ["--orders", "30", "--max-seconds", "120"],

@@ -157,3 +157,38 @@ def parser_for(module_doc: str | None, prog: str) -> argparse.ArgumentParser:
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) ``pid`` has used, read from /proc; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields 14 and 15 of stat (utime, stime); after the command's ")" they are 12 and 13.
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MB (10^6 bytes), read from /proc."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * _PAGE / 1e6
+
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name (/proc/<pid>/comm) is ``name``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == name:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found

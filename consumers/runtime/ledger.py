@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -121,12 +122,27 @@ class SQLiteLedger:
 
 
 class PostgresLedger:
-    """The fleet's ledger, shared by every replica of a consumer."""
+    """The fleet's ledger, shared by every replica of a consumer.
 
-    def __init__(self, state_url: str) -> None:
+    With ``batch`` (the default) the lookups and records of a worker's concurrent deliveries
+    share statements: a call made while a statement is out waits for it, and every call that
+    gathered meanwhile goes out as one statement (no added wait when the ledger is idle). A call
+    still returns only once its own statement has answered, so mark_done has committed before
+    the delivery is acked, as with one statement per call (``batch=False``).
+    """
+
+    def __init__(self, state_url: str, *, batch: bool = True) -> None:
         self._url = state_url
+        self._batch = batch
         self._lock = asyncio.Lock()
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        #: Calls waiting for the next statement, per consumer: (key, future).
+        self._lookups: dict[str, list[tuple[str, asyncio.Future[bool]]]] = {}
+        self._marks: dict[str, list[tuple[str, asyncio.Future[None]]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        #: Lookup and record statements sent, and the calls they answered (calls per statement).
+        self.statements = 0
+        self.calls = 0
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         async with self._lock:
@@ -158,30 +174,97 @@ class PostgresLedger:
             raise self._lost(exc) from None
 
     async def is_done(self, consumer: str, key: str) -> bool:
+        if self._batch:
+            future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._lookups.setdefault(consumer, []).append((key, future))
+            self._wake()
+            return await future
+        done = await self._lookup(consumer, [key])
+        return key in done
+
+    async def mark_done(self, consumer: str, key: str) -> None:
+        if self._batch:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._marks.setdefault(consumer, []).append((key, future))
+            self._wake()
+            await future
+            return
+        await self._record(consumer, [key])
+
+    async def _lookup(self, consumer: str, keys: list[str]) -> set[str]:
+        """Which of ``keys`` are done for ``consumer``: one statement."""
+        self.statements += 1
+        self.calls += len(keys)
         try:
             conn = await self._connection()
-            cur = await conn.execute(
-                "SELECT 1 FROM consumer_ledger WHERE consumer = %s AND business_key = %s",
-                (consumer, key),
-            )
-            return await cur.fetchone() is not None
+            if len(keys) == 1:
+                cur = await conn.execute(
+                    "SELECT business_key FROM consumer_ledger "
+                    "WHERE consumer = %s AND business_key = %s",
+                    (consumer, keys[0]),
+                )
+            else:
+                cur = await conn.execute(
+                    "SELECT business_key FROM consumer_ledger "
+                    "WHERE consumer = %s AND business_key = ANY(%s)",
+                    (consumer, keys),
+                )
+            return {row[0] for row in await cur.fetchall()}
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise self._lost(exc) from None
         except ConfigError as exc:  # the role or database went away while running
             raise DependencyUnavailable(str(exc)) from None
 
-    async def mark_done(self, consumer: str, key: str) -> None:
+    async def _record(self, consumer: str, keys: list[str]) -> None:
+        """Record ``keys`` as done for ``consumer``: one statement, committed on return."""
+        self.statements += 1
+        self.calls += len(keys)
         try:
             conn = await self._connection()
-            await conn.execute(
-                "INSERT INTO consumer_ledger (consumer, business_key, done_at) "
-                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (consumer, key, _now()),
-            )
+            if len(keys) == 1:
+                await conn.execute(
+                    "INSERT INTO consumer_ledger (consumer, business_key, done_at) "
+                    "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    (consumer, keys[0], _now()),
+                )
+            else:
+                await conn.execute(
+                    "INSERT INTO consumer_ledger (consumer, business_key, done_at) "
+                    "SELECT %s, k, %s FROM unnest(%s::text[]) AS k ON CONFLICT DO NOTHING",
+                    (consumer, _now(), keys),
+                )
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise self._lost(exc) from None
         except ConfigError as exc:
             raise DependencyUnavailable(str(exc)) from None
+
+    def _wake(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Send what gathered, one statement per kind and consumer, until nothing waits."""
+        while self._marks or self._lookups:
+            marks, self._marks = self._marks, {}
+            lookups, self._lookups = self._lookups, {}
+            for consumer, waiting in marks.items():
+                try:
+                    await self._record(consumer, list(dict.fromkeys(k for k, _ in waiting)))
+                except Exception as exc:
+                    _fail(waiting, exc)
+                    continue
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_result(None)
+            for consumer, asked in lookups.items():
+                try:
+                    done = await self._lookup(consumer, list(dict.fromkeys(k for k, _ in asked)))
+                except Exception as exc:
+                    _fail(asked, exc)
+                    continue
+                for key, answer in asked:
+                    if not answer.done():
+                        answer.set_result(key in done)
 
     async def count_redelivery(self, consumer: str, message_id: str) -> int:
         try:
@@ -196,8 +279,16 @@ class PostgresLedger:
         return int(row[0])
 
     async def close(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher], timeout=CONNECT_TIMEOUT_SECONDS)
         if self._conn is not None:
             await self._conn.close()
+
+
+def _fail(waiting: Sequence[tuple[str, asyncio.Future[Any]]], exc: Exception) -> None:
+    for _, future in waiting:
+        if not future.done():
+            future.set_exception(exc)
 
 
 def open_ledger(state_url: str) -> Ledger:

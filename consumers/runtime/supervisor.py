@@ -48,8 +48,11 @@ class Supervisor:
         fleet: FleetSpec = DEFAULT_FLEET,
         handlers: dict[str, tuple[HandlerSpec, Handler]] | None = None,
         middleware: Sequence[Middleware] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
-        """``handlers`` replaces the modules' own (spec, handler) for some consumers (tests)."""
+        """``handlers`` replaces the modules' own (spec, handler) for some consumers (tests);
+        ``ledger`` the one WOOFLEET_STATE_URL names (benchmarks compare ledger variants)."""
+        self._given_ledger = ledger
         self._handlers = dict(handlers or {})
         fleet.check(consumer_names)
         for name in consumer_names:
@@ -70,7 +73,7 @@ class Supervisor:
     async def start(self) -> None:
         # The state store first: one that cannot work refuses the start in one line (exit 2
         # or 3) before anything else is opened; one that stops answering later pauses workers.
-        self.ledger = open_ledger(self.settings.state_url)
+        self.ledger = self._given_ledger or open_ledger(self.settings.state_url)
         try:
             await self.ledger.check()
             self.connection = await connect(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from consumers.runtime.ledger import Ledger, PostgresLedger, SQLiteLedger, open_ledger
+from fleet.errors import DependencyUnavailable
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -66,3 +68,27 @@ def test_an_unknown_state_url_scheme_says_what_is_expected() -> None:
 
     with pytest.raises(ConfigError, match=r"sqlite:///var/woofleet\.db or postgresql://"):
         open_ledger("mysql://root@localhost/shop")
+
+
+async def test_concurrent_calls_each_get_their_own_answer(ledger: Ledger) -> None:
+    # The PostgreSQL ledger answers calls made together with shared statements: each caller
+    # must still see its own key, and a record must be readable once mark_done returns.
+    done = [f"order.paid:{uuid.uuid4()}" for _ in range(50)]
+    fresh = [f"order.paid:{uuid.uuid4()}" for _ in range(50)]
+    await asyncio.gather(*(ledger.mark_done("stock", k) for k in done + done[:10]))
+    answers = await asyncio.gather(*(ledger.is_done("stock", k) for k in done + fresh))
+    assert answers == [True] * 50 + [False] * 50
+    others = await asyncio.gather(*(ledger.is_done("crm", k) for k in done[:5]))
+    assert others == [False] * 5
+
+
+@pytest.mark.parametrize("batch", [True, False])
+async def test_a_store_that_does_not_answer_fails_every_waiting_call(batch: bool) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = PostgresLedger(f"postgresql://postgres@127.0.0.1:{port}/test", batch=batch)
+    calls = [store.is_done("stock", "k1"), store.mark_done("stock", "k2")] * 3
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(r, DependencyUnavailable) for r in results), results
+    await store.close()
