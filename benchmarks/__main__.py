@@ -19,7 +19,7 @@ from types import ModuleType
 
 import uvloop
 
-from benchmarks import fleet, invoice, ledger, publisher, runtime, webhook
+from benchmarks import fleet, invoice, ledger, memory, priority, publisher, runtime, webhook
 from benchmarks.common import Figure, machine, table
 
 BENCHES: dict[str, ModuleType] = {
@@ -29,6 +29,8 @@ BENCHES: dict[str, ModuleType] = {
     "invoice": invoice,
     "webhook": webhook,
     "fleet": fleet,
+    "memory": memory,
+    "priority": priority,
 }
 #: Options for --quick: small counts, a minute or two in all on a quiet machine.
 QUICK: dict[str, list[str]] = {
@@ -38,6 +40,8 @@ QUICK: dict[str, list[str]] = {
     "invoice": ["--orders", "20"],
     "webhook": ["--requests", "2000", "--rate", "200", "--duration", "5"],
     "fleet": ["--orders", "30", "--max-seconds", "120"],
+    "memory": ["--deliveries", "2000", "--orders", "50"],
+    "priority": ["--backlog", "5000", "--warm", "100"],
 }
 #: Benchmarks whose load generator runs on uvloop (its own scheduling counts as latency).
 FAST_LOOP = {"webhook"}
