@@ -31,6 +31,9 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         context: dict[str, Any] = getattr(record, "context", None) or {}
+        # Warnings and errors may quote a target's answer: they also lose the values of the
+        # shopper in hand (fleet.scrub.shopper). Lines of the happy path are woofleet's own.
+        failure = record.levelno >= logging.WARNING
         if self.json_lines:
             payload = {
                 "time": rfc3339(record.created),
@@ -41,13 +44,13 @@ class RedactingFormatter(logging.Formatter):
             }
             if record.exc_info:
                 payload["exception"] = self.formatException(record.exc_info)
-            return redact(json.dumps(payload, default=str, ensure_ascii=False))
+            return redact(json.dumps(payload, default=str, ensure_ascii=False), in_hand=failure)
         line = super().format(record)
         if context:
             head, sep, tail = line.partition("\n")
             extra = " ".join(f"{k}={v}" for k, v in context.items())
             line = f"{head}  {extra}{sep}{tail}"
-        return redact(line)
+        return redact(line, in_hand=failure)
 
 
 class ContextAdapter(logging.LoggerAdapter[logging.Logger]):

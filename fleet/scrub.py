@@ -15,32 +15,44 @@ Log formatting (fleet/logging.py), failure headers and Sentry's ``before_send`` 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 #: Fields whose values are a shopper's name, phone, address or IP, in WooCommerce's and the
-#: targets' spellings. Matched as whole keys, quoted (JSON) or not (form text, key=value).
+#: targets' spellings. Matched as whole keys, quoted (JSON, JSON inside a JSON string, HTML) or
+#: not (form text, key=value), and as XML elements.
 _PII_KEYS = (
-    r"(?:first|last|full|customer|contact|company|billing|shipping|recipient)_?name|name"
-    r"|surname|given_?name|family_?name|company|phone(?:_?number)?|mobile|tel"
-    r"|address(?:_?[12]|_?line_?[12])?|street[12]?|street_?address|line[12]"
-    r"|post_?code|postal_?code|zip(?:_?code)?|city"
+    r"(?:first|last|full|customer|contact|company|billing|shipping|recipient|display|to)_?name"
+    r"|name|surname|given_?name|family_?name|company|customer|recipient|addressee|attention"
+    r"|phone(?:_?number)?|mobile(?:_?phone)?|tel|telephone|fax"
+    r"|address(?:_?[12]|_?line_?[12])?|street(?:_?(?:name|address|line))?(?:_?[12])?|line[12]"
+    r"|house_?number|post_?code|postal_?code|zip(?:_?code)?|city|town|locality"
     r"|ip|ip_?address|customer_ip_address|remote_addr|user_agent|customer_user_agent"
 )
+#: A quote as targets echo it: plain, escaped inside a JSON string (once or twice), or HTML.
+_QUOTE = r"(?:\\{0,3}[\"']|&quot;|&\#34;|&\#39;)"
 
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+#: (pattern, replacement, words one of which the lower-cased text must hold for the pattern to
+#: match at all: a substring test is a hundred times cheaper than a regex pass, and most log
+#: lines hold none of them).
+_REDACTIONS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (
         re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.I),
         r"\g<scheme>\g<user>:***@",
+        ("://",),
     ),
-    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "<email>"),
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "<email>", ("@",)),
     (
         re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*)(?:(?:bearer|basic|token)\s+)?\S+"),
         r"\1***",
+        ("authorization",),
     ),
-    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***", ("bearer",)),
     (
         # Any key that *contains* a credential word: api_secret, client_secret, access_token,
         # apikey, X-Api-Key (a word boundary before "secret" let the prefixed names through).
@@ -49,26 +61,47 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
             r"([\"']?\s*[:=]\s*[\"']?)[^\s,;&\"']+"
         ),
         r"\1\2***",
+        ("secret", "passw", "token", "key"),
     ),
     (
-        # "first_name": "Ana", 'city': 'Lyon', address_1=969+Market (JSON, Python or form text)
+        # "first_name": "Ana", 'city': 'Lyon', address_1=969+Market, \"phone\": \"...\"
+        # (JSON, a JSON string holding JSON, Python, HTML or form text). A value cut short (no
+        # closing quote) is masked to the end; an object or list is left to its own keys.
         re.compile(
-            rf"(?i)(?<![\w-])([\"']?(?:{_PII_KEYS})[\"']?\s*[:=]\s*)"
-            r"(?:\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^\s,;&}\]]+)"
+            rf"(?i)(?<![\w-])((?P<kq>{_QUOTE})?(?:{_PII_KEYS})(?P=kq)?\s*[:=]\s*)"
+            rf"(?:(?P<q>{_QUOTE}).*?(?P=q)|{_QUOTE}[^\"'&\n]*$|(?![{{\[]|{_QUOTE})[^\s,;&}}\]<]+)"
         ),
-        r'\1"<pii>"',
+        r"\1<pii>",
+        (":", "="),
     ),
     (
-        # Phones: international (+1 555 0199), national (0612345678, (555) 555-5555).
+        # <last_name>Plantedsurname</last_name>, <city type="x">Lyon</city>
+        re.compile(rf"(?i)<((?:{_PII_KEYS}))(\s[^<>]*)?>[^<]*</\1\s*>"),
+        r"<\1><pii></\1>",
+        ("</",),
+    ),
+    (
+        # Bytes as PostgreSQL quotes them in an error ("Failing row contains (..., \x7b22...)"):
+        # an outbox body, the whole order, one hex step away from plain text.
+        re.compile(r"\\x[0-9A-Fa-f]{16,}"),
+        r"\\x<bytes>",
+        ("\\x",),
+    ),
+    (
+        # Phones: international (+1 555 0199), national (0612345678, 06 12 34 56 78,
+        # 020 7946 0958, (555) 555-5555) and local (555-0199).
         re.compile(
-            r"(?<![\w+.:/-])(?:\+\d[\d\s().-]{5,}\d|0\d{8,10}|\(\d{2,4}\)\s?\d{3,4}[\s.-]?\d{3,4})"
-            r"(?![\w:])"
+            r"(?<![\w+.:/-])(?:\+\d[\d\s().-]{5,}\d|0\d{8,10}|0\d{1,4}(?:[ .-]\d{2,4}){2,4}"
+            r"|\(\d{2,4}\)\s?\d{3,4}[\s.-]?\d{3,4}|\d{3}-\d{4})(?![\w:-])"
         ),
         "<phone>",
+        ("",),
     ),
 )
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+#: Candidates only (two colons at least); ipaddress decides.
+_IPV6 = re.compile(r"(?<![\w:])(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?![\w:])")
 
 
 def _public_ip(match: re.Match[str]) -> str:
@@ -97,13 +130,117 @@ def forget_secret_values() -> None:
     _SECRET_VALUES.clear()
 
 
-def scrub(text: str) -> str:
-    """``text`` without secrets or shopper PII, for a log, a header, an error or Sentry."""
+#: Fields of an order (WooCommerce's, woofleet's contract) naming its shopper: their values are
+#: masked wherever they appear while that order is in hand (see :func:`shopper`).
+_SHOPPER_KEY = re.compile(
+    r"(?i)^(?:first_name|last_name|company|address_[12]|city|postcode|email|phone"
+    r"|customer_ip_address|customer_user_agent|customer_note)$"
+)
+_WHOLE_ONLY = frozenset({"customer_note", "customer_user_agent"})
+#: Shorter values (a two-letter name, a house number) would mask ordinary words and figures.
+_MIN_SHOPPER_LENGTH = 3
+
+
+class _Shopper:
+    """The values to mask for the order in hand, read from it on first use only: most
+    deliveries never log anything that needs them."""
+
+    __slots__ = ("_pattern", "_read", "_source")
+
+    def __init__(self, source: Callable[[], Any]) -> None:
+        self._source = source
+        self._read = False
+        self._pattern: re.Pattern[str] | None = None
+
+    def pattern(self) -> re.Pattern[str] | None:
+        if not self._read:
+            self._read = True
+            try:
+                data = self._source()
+            except Exception:  # an unreadable body has no shopper to find
+                data = None
+            self._pattern = _values_pattern(shopper_values(data))
+        return self._pattern
+
+
+_IN_HAND: ContextVar[_Shopper | None] = ContextVar("woofleet_shopper_in_hand", default=None)
+
+
+@contextlib.contextmanager
+def shopper(source: Callable[[], Any]) -> Iterator[None]:
+    """While the block runs (in this task and the tasks it starts), :func:`scrub` also masks
+    the shopper values of the JSON-like data ``source()`` returns (an order, a webhook body):
+    whatever a target makes of them in an echoed answer (a sentence, upper case, XML), with no
+    field name to go by. ``source`` is called at the first scrub that needs it, if ever."""
+    token = _IN_HAND.set(_Shopper(source))
+    try:
+        yield
+    finally:
+        _IN_HAND.reset(token)
+
+
+def shopper_values(data: Any) -> set[str]:
+    """The values under shopper fields (names, address, phone, email, IP) anywhere in ``data``,
+    with each longer word of them on its own (a target may reorder an address)."""
+    found: set[str] = set()
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(value, dict | list):
+                    stack.append(value)
+                elif isinstance(key, str) and _SHOPPER_KEY.match(key) and value:
+                    text = str(value).strip()
+                    # a note or a browser's name is masked whole, not word by word (its
+                    # words are everyone's: "please", "order", "Mozilla")
+                    found.update((text,) if key in _WHOLE_ONLY else _forms(text))
+        elif isinstance(item, list):
+            stack.extend(item)
+    return {v for v in found if len(v) >= _MIN_SHOPPER_LENGTH}
+
+
+def _forms(value: str) -> set[str]:
+    forms = {value, *(w for w in re.findall(r"[^\W\d_][\w'.-]{3,}", value))}
+    escaped = json.dumps(value)[1:-1]  # as a JSON answer with ASCII escapes spells it
+    if escaped != value:
+        forms.add(escaped)
+    return forms
+
+
+def _values_pattern(values: set[str]) -> re.Pattern[str] | None:
+    if not values:
+        return None
+    alternatives = []
+    for value in sorted(values, key=len, reverse=True):
+        digits = re.sub(r"\D", "", value)
+        if len(digits) >= 6 and not re.search(r"[^\d\s().+-]", value):
+            # a phone number, however the target spaces it
+            alternatives.append(r"\+?" + r"[\s().-]*".join(digits))
+        else:
+            alternatives.append(r"\s+".join(re.escape(part) for part in value.split()))
+    return re.compile(rf"(?i)(?<!\w)(?:{'|'.join(alternatives)})(?!\w)")
+
+
+def scrub(text: str, *, in_hand: bool = True) -> str:
+    """``text`` without secrets or shopper PII, for a log, a header, an error or Sentry.
+
+    ``in_hand=False`` skips the values of the shopper in hand (:func:`shopper`): for lines
+    woofleet writes itself on the happy path, which echo nothing a target said.
+    """
     # longest first, so a secret containing another is masked whole
     for value in sorted(_SECRET_VALUES, key=len, reverse=True):
         text = text.replace(value, "***")
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
+    if in_hand and (current := _IN_HAND.get()) is not None:
+        pattern = current.pattern()
+        if pattern is not None:
+            text = pattern.sub("<pii>", text)
+    lowered = text.lower()
+    for pattern, replacement, needles in _REDACTIONS:
+        if any(needle in lowered for needle in needles):
+            text = pattern.sub(replacement, text)
+    if "::" in text or text.count(":") >= 7:  # an IPv6 address has one or the other
+        text = _IPV6.sub(_public_ip, text)
     return _IPV4.sub(_public_ip, text)
 
 

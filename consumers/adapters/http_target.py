@@ -42,6 +42,7 @@ import httpx
 from consumers.adapters.target_metrics import observe_request
 from fleet.errors import PermanentError, TransientError
 from fleet.retry_after import parse_retry_after
+from fleet.scrub import scrub
 from fleet.settings import Settings, target_key
 
 log = logging.getLogger("consumers.http_target")
@@ -107,7 +108,9 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _answer(response: httpx.Response) -> str:
-    text = response.text.strip().replace("\n", " ")
+    # Scrubbed whole before it is cut: a value the cut falls in would lose what marks it as
+    # a value (its closing quote) and keep part of itself.
+    text = scrub(response.text.strip().replace("\n", " "))
     if len(text) > ANSWER_LIMIT:
         text = text[:ANSWER_LIMIT] + "…"
     return text or "(empty body)"

@@ -24,6 +24,7 @@ the probe succeeds. ``breaker.py`` keeps its state.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter
@@ -70,6 +71,7 @@ from fleet.errors import (
     TransientError,
 )
 from fleet.logging import with_context
+from fleet.scrub import shopper
 from topology import names
 from topology.fleet import ConsumerPolicy
 from topology.routing import accepted_contracts
@@ -288,6 +290,17 @@ class ConsumerWorker:
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         self._in_flight += 1
         self._idle.clear()
+        # Whatever is said about this delivery (a failure, a target's echoed answer, Sentry)
+        # is said without its shopper's name, address or phone, in whatever shape they come.
+        try:
+            with shopper(lambda: json.loads(message.body)):
+                await self._handle_delivery(message)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._flush is None:
+                self._flush = asyncio.get_running_loop().create_task(self._flush_acks())
+
+    async def _handle_delivery(self, message: AbstractIncomingMessage) -> None:
         try:
             await self._process(message)
         except DependencyUnavailable as exc:
@@ -312,10 +325,6 @@ class ConsumerWorker:
             observe.count_runtime_failure(self.policy.name)
             self._log.exception("runtime failure on message %s; it is requeued", message.message_id)
             await self._settle(message, self._bare_delivery(message), Outcome.REQUEUED)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._flush is None:
-                self._flush = asyncio.get_running_loop().create_task(self._flush_acks())
 
     async def _flush_acks(self) -> None:
         """Nothing is being handled: every ack held back for a batch goes out within ACK_DELAY.

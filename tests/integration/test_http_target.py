@@ -135,6 +135,21 @@ async def test_a_long_error_answer_is_truncated(server: HttpTargetServer) -> Non
     assert len(str(caught.value)) < 800
 
 
+@pytest.mark.parametrize("cut_at", range(476, 500, 3))
+async def test_an_answer_cut_at_its_limit_leaves_no_part_of_a_value(
+    server: HttpTargetServer, cut_at: int
+) -> None:
+    # The answer is scrubbed whole, then cut: cut first, the value the cut falls in loses
+    # its closing quote and its tail (the street name) no longer looks like a field's value.
+    padding = "x" * (cut_at - len('{"error": "", "address_1": "42 '))
+    server.answer(400, {"error": padding, "address_1": "42 Plantedstraat Noord"})
+    client = HttpTargetClient("erp_sync", server.url)
+    with pytest.raises(PermanentError) as caught:
+        await client.send("POST", "/orders", idempotency_key="k", json={})
+    await client.aclose()
+    assert "Planted" not in str(caught.value), str(caught.value)[-80:]
+
+
 async def test_accepted_statuses_are_returned_not_raised(server: HttpTargetServer) -> None:
     server.answer(404, {"error": "no such fulfilment"})
     client = HttpTargetClient("warehouse", server.url)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -13,9 +14,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from aio_pika.abc import AbstractRobustConnection
 
 from publisher.signature import sign
 from tests.integration.test_ingress_loopback import ORDER
+from tests.integration.test_webhook import Captured, capture_events
 from tests.support.net import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -67,7 +70,9 @@ def port(cli_env: dict[str, str]) -> Iterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def connection(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+async def connection_to(
+    port: int,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         yield reader, writer
@@ -83,8 +88,6 @@ async def status_line(reader: asyncio.StreamReader, timeout: float = 10) -> byte
 
 
 async def valid_delivery(port: int) -> tuple[int, float]:
-    import json
-
     body = json.dumps({**ORDER, "id": 4_000_000 + int(time.monotonic_ns() % 10**6)}).encode()
     headers = {
         "Content-Type": "application/json",
@@ -99,7 +102,7 @@ async def valid_delivery(port: int) -> tuple[int, float]:
 
 
 async def test_a_head_over_the_limit_is_431_and_closed(port: int) -> None:
-    async with connection(port) as (reader, writer):
+    async with connection_to(port) as (reader, writer):
         writer.write(HEAD + b"X-Padding: " + b"a" * 8192 + b"\r\n")
         await writer.drain()
         assert (await status_line(reader)).startswith(b"HTTP/1.1 431")
@@ -107,7 +110,7 @@ async def test_a_head_over_the_limit_is_431_and_closed(port: int) -> None:
 
 
 async def test_a_head_sent_a_byte_at_a_time_is_408_after_the_deadline(port: int) -> None:
-    async with connection(port) as (reader, writer):
+    async with connection_to(port) as (reader, writer):
         started = time.monotonic()
         answer = asyncio.create_task(status_line(reader))
         for byte in HEAD[:40]:
@@ -122,7 +125,7 @@ async def test_a_head_sent_a_byte_at_a_time_is_408_after_the_deadline(port: int)
 
 
 async def test_a_body_that_never_finishes_is_408(port: int) -> None:
-    async with connection(port) as (reader, writer):
+    async with connection_to(port) as (reader, writer):
         writer.write(HEAD + b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{")
         await writer.drain()
         started = time.monotonic()
@@ -160,3 +163,55 @@ def test_metrics_on_a_port_of_their_own_are_not_served_beside_the_webhook(
         public = httpx.get(f"http://127.0.0.1:{port}/metrics")
     assert metrics.status_code == 200 and "woofleet_webhook_deliveries" in metrics.text
     assert public.status_code == 404
+
+
+async def test_a_request_that_never_finishes_does_not_slow_the_relay(
+    cli_env: dict[str, str], connection: AbstractRobustConnection
+) -> None:
+    # The relay gives way to deliveries being answered. A client that sends a head and part
+    # of a body, then nothing, is not one: counted as in flight, it throttled every event
+    # to 16 per 0.1 s for as long as it stayed (2,000 events: 12.5 s instead of under 1 s).
+    inbox: asyncio.Queue[Captured] = asyncio.Queue()
+    channel = await capture_events(connection, inbox)
+    port = free_port()
+    env = {**cli_env, "WOOFLEET_WEBHOOK_BODY_SECONDS": "120"}
+    with running_webhook(env, port):
+        async with connection_to(port) as (_, stuck):
+            stuck.write(HEAD + b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{")
+            await stuck.drain()
+            # When a burst of 1,000 orders (2,000 events) arrives meanwhile
+            orders = iter(range(5_000_000, 5_001_000))
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+
+                async def sender() -> list[int]:
+                    return [(await post_order(client, order_id)) for order_id in orders]
+
+                statuses = [
+                    s
+                    for batch in await asyncio.gather(*(sender() for _ in range(20)))
+                    for s in batch
+                ]
+            answered = time.monotonic()
+            # Then the relay has published every event within moments of the last answer
+            events = 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3.0):
+                    while events < 2000:
+                        await inbox.get()
+                        events += 1
+            drained = time.monotonic() - answered
+    await channel.close()
+    assert statuses == [200] * 1000
+    assert events == 2000, f"{events} of 2,000 events published {drained:.1f}s after the burst"
+
+
+async def post_order(client: httpx.AsyncClient, order_id: int) -> int:
+    body = json.dumps({**ORDER, "id": order_id}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Topic": "order.created",
+        "X-WC-Webhook-Source": "https://shop.example/",
+        "X-WC-Webhook-Signature": sign(body, SECRET.encode()),
+    }
+    response = await client.post("/webhooks/woocommerce", content=body, headers=headers)
+    return response.status_code

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fleet.scrub import scrub, scrub_data
+from fleet.scrub import scrub, scrub_data, shopper
 from fleet.sentry import before_breadcrumb, before_send
 
 PII = {
@@ -81,3 +81,95 @@ def test_structured_pii_keys_are_replaced_whole() -> None:
     assert scrub_data({"billing": {"phone": 5550199, "city": "Lyon"}}) == {
         "billing": {"phone": "***", "city": "Lyon"}
     }
+
+
+# -- what targets really echo: not only one level of JSON ------------------------------------
+
+ECHOED = {
+    "first_name": "Anaplanted",
+    "last_name": "Plantedsurname",
+    "phone": "+1 555 0199",
+    "address_1": "42 Plantedstraat",
+    "city": "Plantedville",
+    "postcode": "PL4 9TD",
+    "email": "ana.planted@example.com",
+}
+SHOPPER_VALUES = ("Anaplanted", "Plantedsurname", "Plantedstraat", "Plantedville", "PL4 9TD")
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        json.dumps({"error": "invalid payload: " + json.dumps(ECHOED)}),
+        "".join(f"<{k}>{v}</{k}>" for k, v in ECHOED.items()),
+        json.dumps(ECHOED).replace('"', "&quot;"),
+        json.dumps(
+            {
+                "customer": "Anaplanted Plantedsurname",
+                "town": "Plantedville",
+                "street": "42 Plantedstraat",
+                "recipient": {"contact_name": "Anaplanted Plantedsurname"},
+                "zip": "PL4 9TD",
+            }
+        ),
+    ],
+    ids=["json-in-a-json-string", "xml", "html-escaped", "other-field-names"],
+)
+def test_echoes_in_other_shapes_lose_their_pii_by_field_name(echo: str) -> None:
+    text = scrub(f"erp-sync POST /orders answered 422: {echo}")
+    for value in SHOPPER_VALUES:
+        assert value not in text, (value, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["call 06 12 34 56 78", "tel 020 7946 0958", "phone: 555-0199", "ring 0612 345 678"],
+)
+def test_national_phones_with_spaces_are_masked(text: str) -> None:
+    assert not any(ch.isdigit() for ch in scrub(text))
+
+
+def test_public_ipv6_addresses_are_masked_and_loopback_kept() -> None:
+    assert scrub("from 2a00:1450:4001:81c::200e") == "from <ip>"
+    assert scrub("listening on [::1]:8080") == "listening on [::1]:8080"
+
+
+def test_the_shopper_in_hand_is_masked_in_any_shape_and_case() -> None:
+    # The order being handled says who its shopper is: whatever a target makes of those values
+    # (a sentence, upper case, a label) they are masked, with no field name to go by.
+    order = {"id": 727, "billing": ECHOED, "shipping": {**ECHOED, "address_2": "Flat 3b"}}
+    free_text = (
+        "no match for ANAPLANTED PLANTEDSURNAME, Plantedstraat 42, PL4 9TD Plantedville "
+        "(flat 3B); order 727"
+    )
+    with shopper(lambda: order):
+        text = scrub(free_text)
+    for value in (*SHOPPER_VALUES, "ANAPLANTED", "PLANTEDSURNAME", "flat 3B"):
+        assert value not in text, (value, text)
+    assert text.endswith("order 727")
+    # Only while that shopper is in hand
+    assert scrub(free_text) == free_text
+
+
+def test_the_shopper_in_hand_is_masked_in_sentry_events_and_breadcrumbs() -> None:
+    order = {"billing": {"first_name": "Anaplanted", "last_name": "Plantedsurname"}}
+    with shopper(lambda: order):
+        event = before_send({"message": "label for Anaplanted Plantedsurname refused"}, {})
+        crumb = before_breadcrumb({"message": "sending Plantedsurname"}, {})
+    assert "Planted" not in json.dumps([event, crumb])
+
+
+def test_a_shopper_whose_data_cannot_be_read_masks_nothing_more() -> None:
+    def unreadable() -> object:
+        raise ValueError("not JSON")
+
+    with shopper(unreadable):
+        assert scrub("attempt 2 failed") == "attempt 2 failed"
+
+
+def test_bytes_a_database_error_quotes_as_hex_are_masked() -> None:
+    # PostgreSQL's "Failing row contains (...)" shows a bytea column (an outbox body) as hex
+    body = json.dumps({"billing": ECHOED}).encode()
+    detail = f"DETAIL:  Failing row contains (7, order.paid, \\x{body.hex()}, 2026-12-05)."
+    text = scrub(detail)
+    assert body.hex()[:16] not in text and text.endswith(", 2026-12-05).")
