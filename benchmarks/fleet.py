@@ -33,7 +33,16 @@ import httpx
 from aio_pika.abc import AbstractIncomingMessage
 from aiosmtpd.controller import Controller
 
-from benchmarks.common import Figure, free_port, main, parser_for, throwaway_vhost, vhost_of
+from benchmarks.common import (
+    Figure,
+    free_port,
+    main,
+    parser_for,
+    pids_named,
+    proc_cpu,
+    throwaway_vhost,
+    vhost_of,
+)
 from contracts.envelope import event_id_for
 from contracts.orders import OrderEvent, order_data_from_woo
 from fleet.amqp import connect
@@ -194,14 +203,19 @@ async def through_fleet(
         processes.append(spawn(["-m", SINK, str(sink_port)]))
         env = consumer_env(settings, work.name, smtp_port, sink_port)
         ports = {c.name: free_port() for c in DEFAULT_FLEET.consumers}
+        pids: dict[str, int] = {}
         for name, port in ports.items():
             command = ["-m", "woofleet", "consume", name, "--host", "127.0.0.1", "--port"]
             processes.append(spawn([*command, str(port)], env))
+            pids[name] = processes[-1].pid
         async with httpx.AsyncClient(timeout=5) as client:
             await wait_ready(client, ports, 60)
             print(f"{len(ports)} consumer processes ready; {args.orders} orders", flush=True)
             events = orders(args.orders, int(time.time()) % 100_000 * 1000)
             due = sum(due_per_order().values()) * args.orders
+            cpu_before = {name: proc_cpu(pid) for name, pid in pids.items()}
+            beam = pids_named("beam.smp")
+            beam_before = sum(proc_cpu(pid) for pid in beam)
             started = time.perf_counter()
             await publish(settings, events)
             done = 0
@@ -214,9 +228,22 @@ async def through_fleet(
                     break
                 await asyncio.sleep(0.2)
             elapsed = time.perf_counter() - started
+            beam_cpu = sum(proc_cpu(pid) for pid in beam) - beam_before
+            cpu = {name: proc_cpu(pid) - cpu_before[name] for name, pid in pids.items()}
         if done < due:
             raise SystemExit(f"settled {done} of {due} deliveries within {args.max_seconds:g}s")
         print(f"fleet: {done} deliveries settled in {elapsed:.1f}s ({done / elapsed:,.0f}/s)")
+        per_order = due_per_order()
+        for name, seconds in cpu.items():
+            n = per_order.get(name, 0) * args.orders
+            each = f"{seconds / n * 1000:.2f} ms per delivery" if n else "no deliveries"
+            print(f"  {name:<16} {seconds:6.2f} s CPU, {each}")
+        consumers_ms = sum(cpu.values()) / args.orders * 1000
+        print(
+            f"CPU per order: consumers {consumers_ms:.1f} ms, RabbitMQ (beam.smp, whole node, "
+            f"shared) {beam_cpu / args.orders * 1000:.1f} ms ({beam_cpu / due * 1e6:.0f} us "
+            f"per delivery)"
+        )
         return args.orders / elapsed, smtp.received
     finally:
         for process in processes:
