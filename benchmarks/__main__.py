@@ -19,7 +19,17 @@ from types import ModuleType
 
 import uvloop
 
-from benchmarks import fleet, invoice, ledger, memory, priority, publisher, runtime, webhook
+from benchmarks import (
+    effect,
+    fleet,
+    invoice,
+    ledger,
+    memory,
+    priority,
+    publisher,
+    runtime,
+    webhook,
+)
 from benchmarks.common import Figure, machine, table
 
 BENCHES: dict[str, ModuleType] = {
@@ -30,6 +40,7 @@ BENCHES: dict[str, ModuleType] = {
     "webhook": webhook,
     "fleet": fleet,
     "memory": memory,
+    "effect": effect,
     "priority": priority,
 }
 #: Options for --quick: small counts, a minute or two in all on a quiet machine.
@@ -41,6 +52,7 @@ QUICK: dict[str, list[str]] = {
     "webhook": ["--requests", "2000", "--rate", "200", "--duration", "5"],
     "fleet": ["--orders", "30", "--max-seconds", "120"],
     "memory": ["--deliveries", "2000", "--orders", "50"],
+    "effect": ["--rate", "5", "--seconds", "10"],
     "priority": ["--backlog", "5000", "--warm", "100"],
 }
 #: Benchmarks whose load generator runs on uvloop (its own scheduling counts as latency).
