@@ -2,9 +2,12 @@
 
 Starts ``woofleet webhook`` (SQLite state, the local broker), measures the latency of signed
 deliveries alone (the baseline), then again while N connections each send a byte of request
-head per second, and prints both side by side. Bounded: the slow clients stop after the run.
+head per second for ``--hold`` seconds (longer than the head deadline,
+WOOFLEET_WEBHOOK_HEAD_SECONDS, 10 s by default, so the webhook closes them meanwhile), and prints
+both side by side with how many slow connections the webhook closed and when. Bounded: the slow
+clients stop after the run.
 
-    python -m benchmarks.slow_clients [--connections 3000] [--deliveries 200]
+    python -m benchmarks.slow_clients [--connections 3000] [--deliveries 200] [--hold 15]
 """
 
 from __future__ import annotations
@@ -52,41 +55,65 @@ async def deliveries(port: int, count: int, first_id: int) -> list[float]:
     return seconds
 
 
-async def slow_clients(port: int, count: int, stop: asyncio.Event) -> int:
+async def paced_deliveries(port: int, seconds: float, rate: float, first_id: int) -> list[float]:
+    """Signed new orders at ``rate`` a second for ``seconds``; the seconds to each answer."""
+    found: list[float] = []
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        found += await deliveries(port, 1, first_id + n)
+        n += 1
+        await asyncio.sleep(max(0.0, 1 / rate - found[-1]))
+    return found
+
+
+async def slow_clients(port: int, count: int, stop: asyncio.Event) -> tuple[int, int, float]:
     """Open ``count`` connections and send one byte of head per second on each until ``stop``;
-    returns how many the webhook closed meanwhile."""
-    writers = []
+    returns how many opened, how many the webhook closed meanwhile, and the seconds from the
+    first byte to the last close."""
+    clients = []
     for _ in range(count):
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            clients.append(await asyncio.open_connection("127.0.0.1", port))
         except OSError:
             break
-        writers.append(writer)
-    closed, offset = 0, 0
+    started = time.monotonic()
+    closes: list[float] = []
+
+    async def until_closed(reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(4096):  # the 408, if any, then the end
+                pass
+        closes.append(time.monotonic() - started)
+
+    watching = [asyncio.create_task(until_closed(reader)) for reader, _ in clients]
+    offset = 0
     while not stop.is_set():
-        for writer in writers:
-            if writer.is_closing():
-                continue
-            try:
-                writer.write(HEAD[offset % len(HEAD) : offset % len(HEAD) + 1])
-            except ConnectionError:
-                closed += 1
-                writer.close()
+        for (_, writer), watch in zip(clients, watching, strict=True):
+            if not watch.done():
+                with contextlib.suppress(ConnectionError):
+                    writer.write(HEAD[offset % len(HEAD) : offset % len(HEAD) + 1])
         offset += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
-    for writer in writers:
+    closed = len(closes)
+    last = max(closes, default=0.0)
+    for (_, writer), watch in zip(clients, watching, strict=True):
+        watch.cancel()
         writer.close()
-    return closed
+    return len(clients), closed, last
 
 
 def summary(seconds: list[float]) -> str:
     ordered = sorted(seconds)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"p50 {statistics.median(ordered) * 1000:6.1f} ms  p99 {p99 * 1000:6.1f} ms"
+    return (
+        f"p50 {statistics.median(ordered) * 1000:6.1f} ms  p99 {p99 * 1000:6.1f} ms"
+        f"  max {ordered[-1] * 1000:6.1f} ms"
+    )
 
 
-async def run(connections: int, count: int) -> None:
+async def run(connections: int, count: int, hold: float) -> None:
     with throwaway_vhost("bench-slow") as settings:
         # The exchange the relay publishes to, and a queue for what it publishes.
         connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
@@ -97,10 +124,10 @@ async def run(connections: int, count: int) -> None:
             )
             sink = await channel.declare_queue("bench-slow-sink")
             await sink.bind(events, "#")
-        await measure(settings, connections, count)
+        await measure(settings, connections, count, hold)
 
 
-async def measure(settings: Settings, connections: int, count: int) -> None:
+async def measure(settings: Settings, connections: int, count: int, hold: float) -> None:
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="woofleet-slow-")
     env = {
@@ -126,24 +153,31 @@ async def measure(settings: Settings, connections: int, count: int) -> None:
         holding = asyncio.create_task(slow_clients(port, connections, stop))
         await asyncio.sleep(3)  # all connected and trickling
         loaded = await deliveries(port, count, 8_000_000)
+        # and on through the head deadline, when the webhook closes them
+        loaded += await paced_deliveries(port, hold - 3, 20, 9_000_000)
         stop.set()
-        closed = await holding
+        opened, closed, last_close = await holding
     finally:
         process.terminate()
         await process.wait()
     print(f"{'valid deliveries alone':<44} {summary(baseline)}")
-    print(f"{f'with {connections:,} slow connections open':<44} {summary(loaded)}")
-    print(f"slow connections the webhook closed (head deadline or cap): {closed:,}")
+    print(f"{f'with {opened:,} slow connections ({len(loaded)} deliveries)':<44} {summary(loaded)}")
+    print(
+        f"slow connections the webhook closed (head deadline or cap): {closed:,} of {opened:,}"
+        f" within {hold:.0f} s"
+        + (f", the last {last_close:.1f} s after they began" if closed else "")
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=3000)
     parser.add_argument("--deliveries", type=int, default=200)
+    parser.add_argument("--hold", type=float, default=15.0, help="seconds the slow clients last")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections + 512), hard))
-    asyncio.run(run(args.connections, args.deliveries))
+    asyncio.run(run(args.connections, args.deliveries, max(args.hold, 4.0)))
 
 
 if __name__ == "__main__":

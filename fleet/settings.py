@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import AnyUrl, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -241,6 +241,8 @@ class Settings(BaseSettings):
                 # a URL's secret is its password; the host stays readable in a log line
                 password = urlsplit(raw.strip()).password if "://" in raw else None
                 values.append(password or raw.strip())
+        for url in self.targets.values():
+            values += url_credentials(url)
         return [v for v in values if v]
 
     def webhook_secrets(self) -> list[bytes]:
@@ -269,6 +271,24 @@ class _TargetUrls(EnvSettingsSource):
             and value is not None
         }
         return {"targets": targets} if targets else {}
+
+
+def _looks_like_a_token(value: str, length: int) -> bool:
+    """Long enough, with letters and digits: a key, not a region or a format name."""
+    return (
+        len(value) >= length and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+    )
+
+
+def url_credentials(url: str) -> list[str]:
+    """What in a target URL may be a credential, whatever its name: the password, query values
+    that look like keys (``?key=AIza...``, ``?sig=...``; a name like ``api_secret`` is masked by
+    name anyway) and path segments that look like tokens (``/hooks/T0/B1abc...``)."""
+    parts = urlsplit(url)
+    found = [parts.password] if parts.password else []
+    found += [v for _, v in parse_qsl(parts.query) if _looks_like_a_token(v, 8)]
+    found += [seg for seg in parts.path.split("/") if _looks_like_a_token(seg, 16)]
+    return found
 
 
 def target_key(target: str) -> str:

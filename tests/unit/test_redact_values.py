@@ -44,3 +44,26 @@ def test_a_url_secret_contributes_its_password_and_rotations_each_value() -> Non
     assert "pw-planted-77" in values
     assert "amqp://app:pw-planted-77@rabbit:5672/" not in values
     assert {"new-secret-1", "old-secret-2"} <= set(values)
+
+
+def test_a_target_urls_credentials_are_secrets_whatever_their_names() -> None:
+    # Target URLs carry their keys: a password, query parameters of any name (Google's "key",
+    # a "sig"), a token as a path segment. An HTTP breadcrumb or an echoed answer shows them.
+    settings = Settings(
+        targets={
+            "analytics": "https://ga.example/mp/collect?measurement_id=G-1&key=PlantedKey0123",
+            "crm": "https://app:PlantedPass99@crm.example/hooks/T0PLANTED/B1abcdefghijklmnop2345",
+            "warehouse": "https://wh.example/api/v2?sig=PlantedSig4567&region=eu-west",
+        }
+    )
+    remember_secret_values(settings.secret_values())
+    text = redact(
+        "GET https://ga.example/mp/collect?key=PlantedKey0123 answered 403; "
+        "POST https://crm.example/hooks/T0PLANTED/B1abcdefghijklmnop2345 (PlantedPass99); "
+        "echo: signature PlantedSig4567 refused in eu-west for /api/v2 and G-1"
+    )
+    for planted in ("PlantedKey0123", "PlantedPass99", "B1abcdefghijklmnop2345", "PlantedSig4567"):
+        assert planted not in text, text
+    # what says which target and where stays readable
+    for kept in ("ga.example/mp/collect", "crm.example/hooks", "eu-west", "/api/v2", "G-1"):
+        assert kept in text, text
