@@ -34,7 +34,16 @@ from typing import Any
 import httpx
 from aiosmtpd.controller import Controller
 
-from benchmarks.common import Figure, free_port, main, parser_for, throwaway_vhost, vhost_of
+from benchmarks.common import (
+    Figure,
+    free_port,
+    main,
+    parser_for,
+    pids_named,
+    proc_cpu,
+    throwaway_vhost,
+    vhost_of,
+)
 from benchmarks.fleet import HTTP_TARGETS, consumer_env, settled, spawn, wait_ready
 from fleet.amqp import connect
 from publisher.simulate.runner import SimulationPlan, deliveries
@@ -115,6 +124,35 @@ async def queue_depths(settings_url: str, vhost: str) -> int:
         queues = management.get(f"/queues/{vhost.replace('/', '%2F')}")
     work = {names.work_queue(c.name) for c in DEFAULT_FLEET.consumers}
     return max((int(q.get("messages", 0)) for q in queues if q["name"] in work), default=0)
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def report_cpu(
+    cpu: dict[str, float], texts: list[str], consumers: list[str], orders: int, deliveries: int
+) -> None:
+    """CPU seconds per process over the run, per delivery it settled and per order."""
+    counts = dict(zip(consumers, (settled(t) for t in texts), strict=True))
+    counts["webhook"] = deliveries
+    counts["RabbitMQ"] = sum(counts.values())
+    for name, seconds in cpu.items():
+        n = counts.get(name, 0)
+        each = f"{seconds / n * 1000:6.2f} ms per delivery" if n else "nothing settled"
+        print(
+            f"  cpu {name:<16} {seconds:6.2f} s, {n:>6} settled, {each}, "
+            f"{seconds / orders * 1000:6.2f} ms per order"
+        )
+    total = sum(cpu.values())
+    print(f"CPU per order, all processes and RabbitMQ: {total / orders * 1000:.1f} ms")
 
 
 def match(
@@ -200,6 +238,10 @@ async def run(args: argparse.Namespace) -> list[Figure]:
                     secret=SECRET.encode(),
                     first_order_id=FIRST_ORDER,
                 )
+                pids = {name: processes[i].pid for i, name in enumerate([*ports, "webhook"])}
+                beam = pids_named("beam.smp")
+                cpu_before = {name: proc_cpu(pid) for name, pid in pids.items()}
+                cpu_before["RabbitMQ"] = sum(proc_cpu(pid) for pid in beam)
                 sending = asyncio.create_task(send_all(plan.url, plan, args.rate, args.seconds))
                 while not sending.done():
                     deepest = max(deepest, await queue_depths(management_url, vhost))
@@ -216,14 +258,12 @@ async def run(args: argparse.Namespace) -> list[Figure]:
                     still = still + 0.5 if total == last else 0.0
                     last = total
                     await asyncio.sleep(0.5)
+                cpu = {name: proc_cpu(pid) - cpu_before[name] for name, pid in pids.items()}
+                cpu["RabbitMQ"] = sum(proc_cpu(pid) for pid in beam) - cpu_before["RabbitMQ"]
+                report_cpu(cpu, texts, list(ports), len(sent), sum(map(len, sent.values())))
+            stop(processes)  # before the vhost goes, so they do not log its loss
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
         controller.stop()
         target.__exit__(None, None, None)
     latencies, unmatched = match(sent, effects, smtp.received, Path(work.name) / "invoices")
