@@ -28,6 +28,7 @@ from tests.support.amqp import apply, depth, drain, wait_until
 from tests.support.http_target_server import Answer, HttpTargetServer, Recorded
 from tests.support.net import free_port
 from tests.support.sentry_server import SentryServer
+from tests.support.woo_server import WooServer, WooStore
 from topology import names
 from topology.fleet import DEFAULT_FLEET
 
@@ -118,6 +119,9 @@ class Process:
     async def stop(self) -> str:
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
+        return await self.finished()
+
+    async def finished(self) -> str:
         output, _ = await asyncio.wait_for(self.process.communicate(), 30)
         self.output = output.decode()
         return self.output
@@ -280,3 +284,37 @@ def dead_letter_events(sentry: SentryServer) -> list[dict[str, Any]]:
 
 def webhook_events(sentry: SentryServer) -> list[dict[str, Any]]:
     return [e for e in sentry.events() if e.get("tags", {}).get("component") == "webhook"]
+
+
+async def test_reconcile_reports_to_sentry_and_leaks_nothing(
+    cli_env: dict[str, str], connection: AbstractRobustConnection, sentry: SentryServer
+) -> None:
+    # `woofleet reconcile` never initialised Sentry: its errors went nowhere but its log
+    channel = await capture_events(connection, asyncio.Queue())
+    with WooServer(WooStore(), https=False) as woo:
+        broken = order(9101, currency="not a currency", date_modified_gmt="2026-11-28T05:00:01")
+        woo.store.put_order(broken)
+        env = {
+            **cli_env,
+            "SENTRY_DSN": sentry.dsn,
+            "WOOFLEET_WOO_URL": woo.url,
+            "WOOFLEET_WOO_KEY": woo.store.key,
+            "WOOFLEET_WOO_SECRET": woo.store.secret,
+        }
+        reconcile = await start(env, "reconcile", "--once", "--since", "2026-11-28T05:00:00")
+        log = await reconcile.finished()
+        planted = (*PLANTED, woo.store.key, woo.store.secret)
+    await channel.close()
+    assert reconcile.process.returncode == 0, log
+    assert "kept order 9101" in log
+    [event] = sentry.events()
+    assert event["tags"]["component"] == "reconcile" and event["level"] == "error"
+    everything = {"sentry": sentry.text(), "log": log}
+    leaks = [
+        (where, form)
+        for where, text in everything.items()
+        for value in planted
+        for form in spellings(value)
+        if form in text
+    ]
+    assert leaks == [], leaks
