@@ -7,8 +7,9 @@ connection:
 
 * a limit on the request head's size: past it, 431 and the connection closed;
 * a deadline for the request head: past it, 408 (or a silent close when nothing came);
-* a cap on open connections: a new one beyond it closes the connection that has waited longest
-  for its request head (a slow client), so connections doing real work keep their place.
+* a cap on open connections, fitted to the files the process may open: a new one beyond it
+  closes the connection that has waited longest for its request head (a slow client), so
+  connections doing real work keep their place and accepting never fails for want of a file.
 
 The deadline for the body is the ASGI app's (:meth:`publisher.webhook.WebhookApp.webhook`).
 """
@@ -35,11 +36,31 @@ class Limits:
     max_connections: int
 
 
+#: Open files the process needs besides its connections: the state store, the broker, the
+#: listening sockets, the log, what libraries open.
+FILES_RESERVE = 128
+
+
 def limits_of(settings: Settings) -> Limits:
+    """The settings' limits, with the connection cap fitted to the files this process may
+    open (raised as far as the hard limit allows): past it, accepting a connection fails for
+    want of a file and every valid delivery with it, so slow ones must be closed before."""
+    wanted = settings.webhook_max_connections
+    files = raise_open_files_limit(wanted + FILES_RESERVE)
+    fitting = max(1, files - FILES_RESERVE)
+    if fitting < wanted:
+        log.warning(
+            "webhook: only %d open files allowed, so at most %d connections are kept open, "
+            "not WOOFLEET_WEBHOOK_MAX_CONNECTIONS (%d); raise the open-files limit "
+            "(`ulimit -n`, the container's nofile) to keep more",
+            files,
+            fitting,
+            wanted,
+        )
     return Limits(
         max_header_bytes=settings.webhook_max_header_bytes,
         head_seconds=settings.webhook_head_seconds,
-        max_connections=settings.webhook_max_connections,
+        max_connections=min(wanted, fitting),
     )
 
 

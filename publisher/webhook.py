@@ -448,17 +448,10 @@ def serve(settings: Settings, host: str, port: int, metrics_port: int | None = N
     import uvicorn
 
     from fleet.health import serve_in_background
-    from publisher.http_guard import guarded, limits_of, raise_open_files_limit
+    from publisher.http_guard import guarded, limits_of
 
     app = WebhookApp(settings, public_metrics=metrics_port is None)
-    files = raise_open_files_limit(settings.webhook_max_connections + 256)
-    if files < settings.webhook_max_connections + 64:
-        log.warning(
-            "webhook: only %d open files allowed; fewer connections than "
-            "WOOFLEET_WEBHOOK_MAX_CONNECTIONS (%d) fit (raise `ulimit -n`)",
-            files,
-            settings.webhook_max_connections,
-        )
+    limits = limits_of(settings)
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stall every delivery in flight for their whole length.
     gc.freeze()
@@ -467,10 +460,10 @@ def serve(settings: Settings, host: str, port: int, metrics_port: int | None = N
         app.asgi,
         host=host,
         port=port,
-        http=guarded(limits_of(settings)),
+        http=guarded(limits),
         log_config=None,
         access_log=False,
-        backlog=settings.webhook_max_connections,
+        backlog=limits.max_connections,
     )
 
     async def run() -> None:

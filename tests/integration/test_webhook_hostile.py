@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -34,9 +35,17 @@ HEAD = b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
 @contextlib.contextmanager
-def running_webhook(env: dict[str, str], port: int, *extra: str) -> Iterator[None]:
+def running_webhook(
+    env: dict[str, str], port: int, *extra: str, open_files: int | None = None
+) -> Iterator[None]:
     """``woofleet webhook`` on ``port`` until the block ends; ready once /healthz answers on
-    ``--metrics-port`` when given, else on ``port``."""
+    ``--metrics-port`` when given, else on ``port``. ``open_files``: its hard limit on open
+    files (a container's), which it cannot raise."""
+
+    def limited() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     probe = int(extra[extra.index("--metrics-port") + 1]) if "--metrics-port" in extra else port
     process = subprocess.Popen(
         [sys.executable, "-m", "woofleet.main", "webhook", "--port", str(port), *extra],
@@ -44,6 +53,7 @@ def running_webhook(env: dict[str, str], port: int, *extra: str) -> Iterator[Non
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=limited,
     )
     try:
         deadline = time.monotonic() + 30
@@ -150,6 +160,31 @@ async def test_slow_connections_beyond_the_cap_never_keep_a_delivery_out(port: i
         for writer in slow:
             writer.close()
     # Then each is answered 2xx, at its normal latency
+    assert [status for status, _ in answers] == [200] * 10
+    assert max(seconds for _, seconds in answers) < 1.0, answers
+
+
+async def test_slow_connections_past_the_open_files_limit_never_keep_a_delivery_out(
+    cli_env: dict[str, str],
+) -> None:
+    # Given a webhook whose process may open only 256 files (a container's hard limit, below
+    # WOOFLEET_WEBHOOK_MAX_CONNECTIONS, 4,096 by default), and more slow connections than that
+    port = free_port()
+    slow: list[asyncio.StreamWriter] = []
+    with running_webhook(cli_env, port, open_files=256):
+        try:
+            for _ in range(300):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(HEAD[:10])
+                slow.append(writer)
+            await asyncio.gather(*(w.drain() for w in slow), return_exceptions=True)
+            # When valid deliveries arrive meanwhile
+            answers = [await valid_delivery(port) for _ in range(10)]
+        finally:
+            for writer in slow:
+                writer.close()
+    # Then each is answered 2xx at its normal latency: the cap fits the files it may open, so
+    # it closes the slow connections before accepting a new one fails for want of a file
     assert [status for status, _ in answers] == [200] * 10
     assert max(seconds for _, seconds in answers) < 1.0, answers
 
