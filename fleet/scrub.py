@@ -4,13 +4,16 @@ error message or a Sentry event.
 * **Secrets**, by key and by value: URL passwords, bearer/basic credentials, any key that names
   a credential (``api_secret``, ``client_secret``, ``access_token``, ``apikey``, ``X-Api-Key``,
   ``password``...), and the value of every configured secret wherever it appears.
-* **Shopper PII** in free text, such as a target's answer that echoes what it was sent: email
-  addresses and phone numbers anywhere, public IP addresses, and the values of fields that hold
-  names, phones and addresses (``first_name``, ``address_1``, ``postcode``, ``street1``...) in
-  JSON or form text.
+* **The shopper in hand**, by value: while a delivery is handled (:func:`shopper`), its order's
+  names, address, phone, email and IP, in whatever shape a target echoes them.
+* **Shopper PII** in any free text: email addresses, phone numbers, public IPv4 and IPv6
+  addresses, bytes a database error quotes as hex, and the values of fields that hold names,
+  phones and addresses (``first_name``, ``address_1``, ``postcode``, ``street1``...) in JSON,
+  JSON inside a JSON string, HTML-escaped JSON, XML or form text.
 
 :func:`scrub` cleans a string; :func:`scrub_data` every string inside a JSON-like structure.
-Log formatting (fleet/logging.py), failure headers and Sentry's ``before_send`` use them.
+Log formatting (fleet/logging.py), failure headers, targets' answers and Sentry's
+``before_send`` use them.
 """
 
 from __future__ import annotations
