@@ -174,7 +174,9 @@ async def deliver(
     return await client.post("/webhooks/woocommerce", content=raw, headers=headers)
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_nothing_planted_reaches_sentry_the_logs_or_the_dlq_headers(
+    log_format: str,
     connection: AbstractRobustConnection,
     vhost: str,
     cli_env: dict[str, str],
@@ -187,7 +189,12 @@ async def test_nothing_planted_reaches_sentry_the_logs_or_the_dlq_headers(
     await apply(connection, DEFAULT_FLEET.only(*CONSUMERS), vhost)
     # order.created, which neither consumer takes, must route somewhere (mandatory publishes)
     channel = await capture_events(connection, asyncio.Queue())
-    env = {**cli_env, "SENTRY_DSN": sentry.dsn, "WOOFLEET_LOG_LEVEL": "DEBUG"}
+    env = {
+        **cli_env,
+        "SENTRY_DSN": sentry.dsn,
+        "WOOFLEET_LOG_LEVEL": "DEBUG",
+        "WOOFLEET_LOG_FORMAT": log_format,  # json for log shippers: escaped quotes, one line
+    }
     port = free_port()
     webhook_env = {
         **env,
