@@ -270,6 +270,11 @@ async def test_nothing_planted_reaches_sentry_the_logs_or_the_dlq_headers(
         ("erp-sync", "order.paid", "PermanentError"),
         ("warehouse", "order.paid", "PermanentError"),
     ], logs["consumer log"]
+    # one event per failure: the dead letters' ERROR log lines are breadcrumbs, not events
+    consumer_events = [e for e in sentry.events() if e["tags"].get("component") == "consume"]
+    assert len(consumer_events) == 2, [
+        e.get("logentry") or e.get("message") for e in consumer_events
+    ]
     store_error, *others = webhook_events(sentry)
     assert others == [], others
     assert store_error["level"] == "error" and "could not record" in json.dumps(store_error)
