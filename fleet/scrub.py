@@ -19,6 +19,7 @@ Log formatting (fleet/logging.py), failure headers, targets' answers and Sentry'
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import re
@@ -198,6 +199,7 @@ def shopper_values(data: Any) -> set[str]:
                     # a note or a browser's name is masked whole, not word by word (its
                     # words are everyone's: "please", "order", "Mozilla")
                     found.update((text,) if key in _WHOLE_ONLY else _forms(text))
+                    found.update(_hashed(key.lower(), text))
         elif isinstance(item, list):
             stack.extend(item)
     return {v for v in found if len(v) >= _MIN_SHOPPER_LENGTH}
@@ -209,6 +211,19 @@ def _forms(value: str) -> set[str]:
     if escaped != value:
         forms.add(escaped)
     return forms
+
+
+def _hashed(key: str, value: str) -> list[str]:
+    """SHA-256 of an email or phone as systems key people by it (a CRM's contact id, analytics'
+    user data): normalised the usual way (lower case; the phone's digits with and without +)."""
+    if key == "email":
+        normalised = [value.lower()]
+    elif key == "phone":
+        digits = re.sub(r"\D", "", value)
+        normalised = [f"+{digits}", digits] if len(digits) >= 6 else []
+    else:
+        return []
+    return [hashlib.sha256(v.encode()).hexdigest() for v in normalised]
 
 
 def _values_pattern(values: set[str]) -> re.Pattern[str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -173,3 +174,16 @@ def test_bytes_a_database_error_quotes_as_hex_are_masked() -> None:
     detail = f"DETAIL:  Failing row contains (7, order.paid, \\x{body.hex()}, 2026-12-05)."
     text = scrub(detail)
     assert body.hex()[:16] not in text and text.endswith(", 2026-12-05).")
+
+
+def test_the_shoppers_hashed_email_and_phone_are_masked_like_the_plain_ones() -> None:
+    # A hashed email still names its shopper (anyone holding the address can check it): the CRM
+    # keys a guest's contact by it (/contacts/email-<sha256>), analytics sends it as user data.
+    email, phone = "Ana.Planted@Example.com", "+1 555 0199"
+    hashed_email = hashlib.sha256(email.lower().encode()).hexdigest()
+    hashed_phone = hashlib.sha256(b"+15550199").hexdigest()
+    order = {"billing": {"email": email, "phone": phone}}
+    with shopper(lambda: order):
+        text = scrub(f"crm PUT /contacts/email-{hashed_email} answered 409 (phone {hashed_phone})")
+    assert hashed_email not in text and hashed_phone not in text, text
+    assert text.startswith("crm PUT /contacts/email-")
