@@ -199,7 +199,8 @@ async def test_a_dead_letter_the_full_dlq_refuses_stays_in_the_work_queue(
     # Then the DLQ holds what it had room for, and the refused one is still in its work queue;
     # each time it came back it went through the handler again (a requeue is not a crash)
     assert stats["dead"] == room
-    assert poisoned.count(str(refused.event_id)) == stats["requeued"]
+    # (the stop may land while one more pass is in the handler, before its requeue is counted)
+    assert poisoned.count(str(refused.event_id)) - stats["requeued"] in (0, 1)
     assert await depth(connection, dlq) == room
     assert await depth(connection, names.work_queue("analytics")) == 1
     # and once there is room in the DLQ, it lands there with its own reason
