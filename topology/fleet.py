@@ -53,15 +53,15 @@ class PriorityClass(StrEnum):
 
 @dataclass(frozen=True)
 class ClassPolicy:
-    """What a priority class implies for every consumer in it."""
+    """What a priority class implies for every consumer in it (scaling targets and maximum
+    replicas follow each type's measured cost: :mod:`topology.capacity`)."""
 
     #: Small prefetch keeps priorities meaningful: RabbitMQ can only reorder what it still holds.
     prefetch: int
+    #: 0 lets KEDA scale the type to zero while its queue is empty.
     min_replicas: int
-    max_replicas: int
-    #: Ready messages per replica KEDA aims for.
-    target_queue_length: int
     cpu_request: str
+    #: A measured one-type process is 75-82 MB (docs/capacity.md); a type may need more.
     memory_request: str
     cpu_limit: str
     memory_limit: str
@@ -70,10 +70,10 @@ class ClassPolicy:
 
 
 CLASSES: dict[PriorityClass, ClassPolicy] = {
-    PriorityClass.HIGH: ClassPolicy(4, 1, 20, 20, "100m", "128Mi", "1", "512Mi", 30),
-    PriorityClass.MEDIUM: ClassPolicy(4, 1, 10, 50, "100m", "128Mi", "1", "512Mi", 5 * 60),
-    PriorityClass.LOW: ClassPolicy(20, 0, 5, 200, "50m", "96Mi", "500m", "256Mi", 30 * 60),
-    PriorityClass.BULK: ClassPolicy(1, 0, 3, 10, "200m", "256Mi", "2", "1Gi", 60 * 60),
+    PriorityClass.HIGH: ClassPolicy(4, 1, "100m", "96Mi", "1", "256Mi", 30),
+    PriorityClass.MEDIUM: ClassPolicy(4, 1, "100m", "96Mi", "1", "256Mi", 5 * 60),
+    PriorityClass.LOW: ClassPolicy(20, 0, "50m", "96Mi", "500m", "256Mi", 30 * 60),
+    PriorityClass.BULK: ClassPolicy(1, 0, "200m", "256Mi", "2", "1Gi", 60 * 60),
 }
 
 

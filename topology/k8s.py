@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from topology import monitoring, names
+from topology import capacity, monitoring, names
 from topology.fleet import CLASSES, DEFAULT_FLEET, ConsumerPolicy, FleetSpec, build_topology
 from topology.model import Binding, Exchange, Policy, Queue, QueueRole, Topology
 
@@ -129,7 +129,7 @@ def consumer_deployment(consumer: ConsumerPolicy) -> Manifest:
             }
         ],
         "resources": {
-            "requests": {"cpu": policy.cpu_request, "memory": policy.memory_request},
+            "requests": {"cpu": policy.cpu_request, "memory": capacity.memory_request(consumer)},
             "limits": {"cpu": policy.cpu_limit, "memory": policy.memory_limit},
         },
         "livenessProbe": {
@@ -235,7 +235,7 @@ def scaled_object(consumer: ConsumerPolicy, topology: Topology) -> Manifest:
         "spec": {
             "scaleTargetRef": {"name": workload_name(consumer.name)},
             "minReplicaCount": policy.min_replicas,
-            "maxReplicaCount": policy.max_replicas,
+            "maxReplicaCount": capacity.max_replicas(consumer),
             "pollingInterval": POLLING_INTERVAL_SECONDS,
             "cooldownPeriod": COOLDOWN_SECONDS,
             "triggers": [
@@ -248,7 +248,7 @@ def scaled_object(consumer: ConsumerPolicy, topology: Topology) -> Manifest:
                         "queueName": queue.name,
                         "vhostName": VHOST,
                         "mode": "QueueLength",
-                        "value": str(policy.target_queue_length),
+                        "value": str(capacity.target_queue_length(consumer)),
                         "activationValue": "0",
                     },
                     "authenticationRef": {"name": TRIGGER_AUTHENTICATION},

@@ -23,7 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from topology import k8s, names
+from topology import capacity, k8s, names
 from topology.fleet import CLASSES, CONSUMER_NAMES, CONSUMERS, DEFAULT_FLEET, build_topology
 from topology.model import QueueRole
 
@@ -273,7 +273,7 @@ def test_scaled_objects_scale_on_their_own_work_queue_only(objects: list[Manifes
         assert {r["parameter"] for r in authentication["spec"]["secretTargetRef"]} == {"host"}
 
 
-def test_scaling_and_resources_follow_the_priority_class(
+def test_scaling_and_resources_follow_the_class_and_the_capacity_model(
     rendered: dict[str, list[Manifest]],
 ) -> None:
     base = rendered["base"]
@@ -285,17 +285,20 @@ def test_scaling_and_resources_follow_the_priority_class(
         trigger = spec["triggers"][0]["metadata"]
         assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (
             policy.min_replicas,
-            policy.max_replicas,
+            capacity.max_replicas(consumer),
         )
-        assert trigger["value"] == str(policy.target_queue_length)
+        assert trigger["value"] == str(capacity.target_queue_length(consumer))
         assert "activationValue" in trigger
         container = deployments[k8s.workload_name(consumer.name)]["spec"]["template"]["spec"][
             "containers"
         ][0]
         assert container["resources"] == {
-            "requests": {"cpu": policy.cpu_request, "memory": policy.memory_request},
+            "requests": {"cpu": policy.cpu_request, "memory": capacity.memory_request(consumer)},
             "limits": {"cpu": policy.cpu_limit, "memory": policy.memory_limit},
         }
+    # invoice holds fonts and a PDF being built: more room than its class
+    invoice = deployments[k8s.workload_name("invoice")]["spec"]["template"]["spec"]
+    assert invoice["containers"][0]["resources"]["requests"]["memory"] == "160Mi"
 
 
 def test_grace_period_outlasts_the_handler_timeout(objects: list[Manifest]) -> None:
