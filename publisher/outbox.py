@@ -20,7 +20,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
-from fleet.errors import PublishError, TopologyError, UnroutableError
+from fleet.errors import DependencyUnavailable, PublishError, TopologyError, UnroutableError
 from publisher.outgoing import EventChannel
 from publisher.store import OutboxRow, PublisherStore
 
@@ -159,6 +159,10 @@ class OutboxRelay:
                     break
                 try:
                     await self.drain()
+                except DependencyUnavailable:
+                    # The webhook says so once (it answers 503 meanwhile); the outbox is
+                    # tried again at 0.5 s, doubling, so the relay resumes soon after the store.
+                    self._back_off()
                 except Exception:
                     log.exception("outbox relay: unexpected error; trying again shortly")
                     self._back_off(self._max_backoff)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
 
+from fleet.errors import DependencyUnavailable
 from fleet.state import CONNECT_TIMEOUT_SECONDS, postgres_failure
 from publisher.outgoing import Outgoing
 from publisher.store import Decide, KeptDelivery, OutboxRow, ResourceKey, SetAsideRow
@@ -64,6 +66,12 @@ CREATE TABLE IF NOT EXISTS publisher_kept (
 
 #: How long closing waits for a group commit under way.
 CLOSE_WAIT_SECONDS = 5.0
+#: After a failed attempt to connect again, calls fail at once for this long instead of each
+#: waiting for a connection of its own (a store down would otherwise hold every delivery).
+RECONNECT_INTERVAL_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
+Connection = psycopg.AsyncConnection[tuple[object, ...]]
 
 #: One transition waiting for its group commit: the resource, its decision, its answer.
 Pending = tuple[ResourceKey, Decide, "asyncio.Future[list[int]]"]
@@ -107,8 +115,10 @@ def _kept(row: Sequence[Any]) -> KeptDelivery:
 
 
 class PostgresStore:
-    def __init__(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    def __init__(self, connection: Connection, state_url: str) -> None:
         self._db = connection
+        self._url = state_url
+        self._retry_at = 0.0
         # One connection per process: its statements must not interleave.
         self._lock = asyncio.Lock()
         self._batch: list[Pending] = []
@@ -116,17 +126,63 @@ class PostgresStore:
 
     @classmethod
     async def open(cls, state_url: str) -> PostgresStore:
-        try:
-            connection = await psycopg.AsyncConnection.connect(
-                state_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
-            )
-        except psycopg.OperationalError as exc:
-            raise postgres_failure(exc) from None
+        connection = await cls._connect(state_url)
         # Two processes starting together may both create the tables: serialise that.
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock(74101)")
             await connection.execute(SCHEMA)
-        return cls(connection)
+        return cls(connection, state_url)
+
+    @staticmethod
+    async def _connect(state_url: str) -> Connection:
+        try:
+            return await psycopg.AsyncConnection.connect(
+                state_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+            )
+        except psycopg.OperationalError as exc:
+            raise postgres_failure(exc) from None
+
+    async def _live(self) -> Connection:
+        """The connection, opened again if the server dropped it (a restart, a failover): the
+        call that meets the loss fails, the next ones connect. Called holding the lock."""
+        if not (self._db.closed or self._db.broken):
+            return self._db
+        if time.monotonic() < self._retry_at:
+            raise DependencyUnavailable(
+                "the PostgreSQL state store named by WOOFLEET_STATE_URL is not answering; "
+                "it is tried again by itself, at most once a second"
+            )
+        try:
+            self._db = await self._connect(self._url)
+        except DependencyUnavailable:
+            self._retry_at = time.monotonic() + RECONNECT_INTERVAL_SECONDS
+            raise
+        log.info("state store: connected again")
+        return self._db
+
+    def _lost(self, exc: BaseException, db: Connection) -> BaseException:
+        """A connection that failed under a call is a dependency away, said in one line."""
+        if isinstance(exc, psycopg.Error) and (db.closed or db.broken):
+            self._retry_at = 0.0  # try at once on the next call: a restart is often quick
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return DependencyUnavailable(
+                f"the PostgreSQL state store named by WOOFLEET_STATE_URL stopped answering "
+                f"({detail})"
+            )
+        return exc
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """The lock and a live connection; its loss raised as DependencyUnavailable."""
+        async with self._lock:
+            db = await self._live()
+            try:
+                yield db
+            except psycopg.Error as exc:
+                lost = self._lost(exc, db)
+                if lost is exc:
+                    raise
+                raise lost from None
 
     async def transition(self, key: ResourceKey, decide: Decide) -> list[int]:
         # Group commit: the transitions submitted while a commit is under way, or in the same
@@ -144,9 +200,12 @@ class PostgresStore:
             await asyncio.sleep(0)  # let the deliveries of this loop iteration join
             async with self._lock:
                 batch, self._batch = self._batch, []
+                db = self._db
                 try:
-                    outcomes = await self._commit(batch)
+                    db = await self._live()
+                    outcomes = await self._commit(db, batch)
                 except BaseException as exc:
+                    exc = self._lost(exc, db)
                     for _, _, future in batch:
                         if not future.done():
                             future.set_exception(
@@ -163,10 +222,11 @@ class PostgresStore:
                 else:
                     future.set_result(outcome)
 
-    async def _commit(self, batch: list[Pending]) -> list[list[int] | BaseException]:
+    async def _commit(
+        self, db: Connection, batch: list[Pending]
+    ) -> list[list[int] | BaseException]:
         """One transaction for the group, in submission order; a delivery whose decide()
         raises has written nothing and fails alone, a failing statement fails the group."""
-        db = self._db
         idents = sorted({(k.source, k.kind, k.resource_id) for k, _, _ in batch})
         async with db.transaction(), db.pipeline():
             # Lock every resource of the group first, in one order for every process (no
@@ -218,8 +278,8 @@ class PostgresStore:
         return outcomes
 
     async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
-        async with self._lock:
-            cursor = await self._db.execute(
+        async with self._connection() as db:
+            cursor = await db.execute(
                 "SELECT seq, routing_key, body, properties FROM publisher_outbox "
                 "WHERE seq > %s ORDER BY seq LIMIT %s",
                 (after, limit),
@@ -232,20 +292,18 @@ class PostgresStore:
 
     async def delete(self, seqs: Sequence[int]) -> None:
         if seqs:
-            async with self._lock:
-                await self._db.execute(
-                    "DELETE FROM publisher_outbox WHERE seq = ANY(%s)", (list(seqs),)
-                )
+            async with self._connection() as db:
+                await db.execute("DELETE FROM publisher_outbox WHERE seq = ANY(%s)", (list(seqs),))
 
     async def depth(self) -> int:
-        async with self._lock:
-            cursor = await self._db.execute("SELECT count(*) FROM publisher_outbox")
+        async with self._connection() as db:
+            cursor = await db.execute("SELECT count(*) FROM publisher_outbox")
             row = await cursor.fetchone()
         return int(str(row[0])) if row else 0
 
     async def oldest_age(self) -> float | None:
-        async with self._lock:
-            cursor = await self._db.execute(
+        async with self._connection() as db:
+            cursor = await db.execute(
                 "SELECT extract(epoch FROM clock_timestamp() - min(queued_at)) "
                 "FROM publisher_outbox"
             )
@@ -254,8 +312,8 @@ class PostgresStore:
 
     async def take_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
         now = time.time()
-        async with self._lock:
-            cursor = await self._db.execute(
+        async with self._connection() as db:
+            cursor = await db.execute(
                 "INSERT INTO publisher_lease VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE "
                 "SET holder = excluded.holder, expires_at = excluded.expires_at "
                 "WHERE publisher_lease.holder = excluded.holder "
@@ -265,41 +323,39 @@ class PostgresStore:
         return cursor.rowcount == 1
 
     async def release_lease(self, name: str, holder: str) -> None:
-        async with self._lock:
-            await self._db.execute(
+        async with self._connection() as db:
+            await db.execute(
                 "DELETE FROM publisher_lease WHERE name = %s AND holder = %s", (name, holder)
             )
 
     async def get_cursor(self, name: str) -> str | None:
-        async with self._lock:
-            cursor = await self._db.execute(
-                "SELECT value FROM publisher_cursor WHERE name = %s", (name,)
-            )
+        async with self._connection() as db:
+            cursor = await db.execute("SELECT value FROM publisher_cursor WHERE name = %s", (name,))
             row = await cursor.fetchone()
         return str(row[0]) if row else None
 
     async def set_cursor(self, name: str, value: str) -> None:
-        async with self._lock:
-            await self._db.execute(
+        async with self._connection() as db:
+            await db.execute(
                 "INSERT INTO publisher_cursor VALUES (%s, %s) "
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (name, value),
             )
 
     async def set_aside(self, seq: int, reason: str) -> None:
-        async with self._lock, self._db.transaction():
-            await self._db.execute(
+        async with self._connection() as db, db.transaction():
+            await db.execute(
                 "INSERT INTO publisher_outbox_aside (seq, message_id, routing_key, body, "
                 "properties, queued_at, reason) SELECT seq, message_id, routing_key, body, "
                 "properties, queued_at, %s FROM publisher_outbox WHERE seq = %s "
                 "ON CONFLICT (seq) DO NOTHING",
                 (reason, seq),
             )
-            await self._db.execute("DELETE FROM publisher_outbox WHERE seq = %s", (seq,))
+            await db.execute("DELETE FROM publisher_outbox WHERE seq = %s", (seq,))
 
     async def set_aside_rows(self, limit: int) -> list[SetAsideRow]:
-        async with self._lock:
-            cursor = await self._db.execute(
+        async with self._connection() as db:
+            cursor = await db.execute(
                 "SELECT seq, routing_key, body, properties, reason, set_aside_at "
                 "FROM publisher_outbox_aside ORDER BY seq LIMIT %s",
                 (limit,),
@@ -319,8 +375,8 @@ class PostgresStore:
         return await self._count("SELECT count(*) FROM publisher_outbox_aside")
 
     async def keep(self, headers: dict[str, str], body: bytes, topic: str, reason: str) -> int:
-        async with self._lock:
-            cursor = await self._db.execute(
+        async with self._connection() as db:
+            cursor = await db.execute(
                 "INSERT INTO publisher_kept (topic, reason, headers, body) "
                 "VALUES (%s, %s, %s, %s) RETURNING id",
                 (topic, reason, json.dumps(headers), body),
@@ -332,8 +388,8 @@ class PostgresStore:
         self, limit: int, *, include_replayed: bool = False
     ) -> list[KeptDelivery]:
         where = "" if include_replayed else "WHERE replayed_at IS NULL "
-        async with self._lock:
-            cursor = await self._db.execute(
+        async with self._connection() as db:
+            cursor = await db.execute(
                 f"SELECT {_KEPT_COLUMNS} FROM publisher_kept {where}ORDER BY id LIMIT %s",
                 (limit,),
             )
@@ -341,16 +397,16 @@ class PostgresStore:
         return [_kept(row) for row in rows]
 
     async def kept_delivery(self, kept_id: int) -> KeptDelivery | None:
-        async with self._lock:
-            cursor = await self._db.execute(
+        async with self._connection() as db:
+            cursor = await db.execute(
                 f"SELECT {_KEPT_COLUMNS} FROM publisher_kept WHERE id = %s", (kept_id,)
             )
             row = await cursor.fetchone()
         return _kept(row) if row else None
 
     async def mark_replayed(self, kept_id: int) -> None:
-        async with self._lock:
-            await self._db.execute(
+        async with self._connection() as db:
+            await db.execute(
                 "UPDATE publisher_kept SET replayed_at = now() WHERE id = %s", (kept_id,)
             )
 
@@ -358,18 +414,18 @@ class PostgresStore:
         return await self._count("SELECT count(*) FROM publisher_kept WHERE replayed_at IS NULL")
 
     async def _count(self, query: str) -> int:
-        async with self._lock:
-            cursor = await self._db.execute(query)
+        async with self._connection() as db:
+            cursor = await db.execute(query)
             row = await cursor.fetchone()
         return int(str(row[0])) if row else 0
 
     async def writable(self) -> bool:
         try:
-            async with self._lock:
-                await self._db.execute("SELECT 1")
-        except psycopg.Error:
+            async with self._connection() as db:
+                await db.execute("SELECT 1")
+        except (psycopg.Error, DependencyUnavailable):
             return False
-        return not self._db.closed
+        return True
 
     async def close(self) -> None:
         if self._committer is not None:

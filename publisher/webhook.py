@@ -35,7 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from fleet.errors import ContractError
+from fleet.errors import ContractError, DependencyUnavailable
 from fleet.scrub import shopper
 from fleet.settings import Settings
 from publisher.carrier import CARRIER_PATH, CarrierWebhook
@@ -148,6 +148,10 @@ class WebhookApp:
         self._idle.set()
         self._window: Counter[str] = Counter()
         self._window_events: Counter[str] = Counter()
+        # While the state store is away: when it went, and the deliveries answered 503 since
+        # (logged once when it goes and once when it is back, not once per delivery).
+        self._store_away_since: float | None = None
+        self._store_away_refused = 0
         self.carrier = CarrierWebhook(settings, self.metrics.registry)
         # The other endpoints go through Starlette; POST /webhooks/woocommerce is answered
         # directly (see __call__), as it carries all the load.
@@ -315,9 +319,12 @@ class WebhookApp:
             return "error", (503, {"error": "starting up"})
         try:
             kept_id = await self._store.keep(headers, body, topic, reason)
+        except DependencyUnavailable as exc:
+            return self._store_away(exc)
         except Exception:
             log.exception("webhook: could not keep a %s delivery (503)", topic)
             return "error", (503, {"error": "state store unavailable"})
+        self._store_back()
         self.metrics.kept.inc()
         log.warning(
             "webhook: kept %s delivery #%d, it cannot be turned into events (%s); "
@@ -347,12 +354,34 @@ class WebhookApp:
                 result = await self._ingest.product(source, payload)
         except ContractError as exc:  # the body, not the store: Ingest says which
             return await self._keep(headers, body, topic, str(exc))
+        except DependencyUnavailable as exc:
+            return self._store_away(exc)
         except Exception:
             log.exception("webhook: could not record %s for id %s (503)", topic, payload.get("id"))
             return "error", (503, {"error": "state store unavailable"})
+        self._store_back()
         await self._confirm(result)
         self._log_accepted(topic, payload["id"], result)
         return "accepted", (200, {"events": list(result.events)})
+
+    def _store_away(self, exc: DependencyUnavailable) -> tuple[str, Answer]:
+        """503 while the state store is away: WooCommerce does not resend, the reconciler
+        fetches the order later (docs/operations.md)."""
+        if self._store_away_since is None:
+            self._store_away_since = time.monotonic()
+            log.error("webhook: answering 503 until the state store is back: %s", exc)
+        self._store_away_refused += 1
+        return "error", (503, {"error": "state store unavailable"})
+
+    def _store_back(self) -> None:
+        if self._store_away_since is not None:
+            log.warning(
+                "webhook: the state store is back after %.0f s; %d deliveries were answered 503 "
+                "meanwhile (the reconciler fetches their orders)",
+                time.monotonic() - self._store_away_since,
+                self._store_away_refused,
+            )
+            self._store_away_since, self._store_away_refused = None, 0
 
     async def _confirm(self, result: IngestResult) -> None:
         for event_type in result.events:
@@ -416,7 +445,12 @@ class WebhookApp:
             # Every delivery would be refused with 401: not ready to take traffic.
             body["reason"] = "WOOFLEET_WEBHOOK_SECRET is not set"
             return _json(503, body)
-        return _json(200 if broker or outbox else 503, body)
+        if not outbox:
+            # Every delivery is committed there first (the broker away is what the outbox is
+            # for; the store away is not): each would be answered 503.
+            body["reason"] = "the state store (WOOFLEET_STATE_URL) is not answering"
+            return _json(503, body)
+        return _json(200, body)
 
     @property
     def store(self) -> PublisherStore:
