@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from dataclasses import replace
 
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
     size: Size = FAST if args.fast else FULL
+    # The run's own broker connections (audit queue, DLQ counts) reconnect by themselves when
+    # a scenario restarts the broker; their tracebacks would bury the figures.
+    for library in ("aiormq", "aio_pika"):
+        logging.getLogger(library).setLevel(logging.CRITICAL)
     overrides = {k: v for k, v in vars(args).items() if k in ("orders", "rate", "outage") and v}
     size = replace(size, **overrides)
     failed = 0
