@@ -36,7 +36,7 @@ UNREACHABLE_SIGNS = (
 def postgres_failure(exc: Exception) -> ConfigError | DependencyUnavailable:
     """What a psycopg failure to connect (or a connection lost) means, in one line: the server
     not answering (exit 3, and a pause for a running consumer) or a setting to fix (exit 2)."""
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = _first_line(exc)
     if any(sign in detail.lower() for sign in UNREACHABLE_SIGNS):
         return DependencyUnavailable(
             f"the PostgreSQL state store named by WOOFLEET_STATE_URL is not answering "
@@ -46,6 +46,20 @@ def postgres_failure(exc: Exception) -> ConfigError | DependencyUnavailable:
         f"cannot open the PostgreSQL state store named by WOOFLEET_STATE_URL "
         f"({detail}); check the user, password and database in the URL"
     )
+
+
+def postgres_lost(exc: Exception) -> DependencyUnavailable:
+    """A PostgreSQL connection that failed under a call, in one line (the next call connects
+    again)."""
+    return DependencyUnavailable(
+        f"the PostgreSQL state store named by WOOFLEET_STATE_URL stopped answering "
+        f"({_first_line(exc)})"
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def backend_of(state_url: str) -> Backend:

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from fleet.errors import DependencyUnavailable
-from fleet.state import CONNECT_TIMEOUT_SECONDS, postgres_failure
+from fleet.state import CONNECT_TIMEOUT_SECONDS, postgres_failure, postgres_lost
 from publisher.outgoing import Outgoing
 from publisher.store import Decide, KeptDelivery, OutboxRow, ResourceKey, SetAsideRow
 
@@ -163,12 +163,7 @@ class PostgresStore:
     def _lost(self, exc: BaseException, db: Connection) -> BaseException:
         """A connection that failed under a call is a dependency away, said in one line."""
         if isinstance(exc, psycopg.Error) and (db.closed or db.broken):
-            self._retry_at = 0.0  # try at once on the next call: a restart is often quick
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return DependencyUnavailable(
-                f"the PostgreSQL state store named by WOOFLEET_STATE_URL stopped answering "
-                f"({detail})"
-            )
+            return postgres_lost(exc)
         return exc
 
     @contextlib.asynccontextmanager

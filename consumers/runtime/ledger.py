@@ -19,7 +19,13 @@ from typing import Any, Protocol
 import psycopg
 
 from fleet.errors import ConfigError, DependencyUnavailable
-from fleet.state import CONNECT_TIMEOUT_SECONDS, backend_of, connect_sqlite, postgres_failure
+from fleet.state import (
+    CONNECT_TIMEOUT_SECONDS,
+    backend_of,
+    connect_sqlite,
+    postgres_failure,
+    postgres_lost,
+)
 
 
 class Ledger(Protocol):
@@ -161,10 +167,7 @@ class PostgresLedger:
     def _lost(self, exc: psycopg.Error) -> DependencyUnavailable:
         """The connection failed mid-call: the next call connects again."""
         self._conn = None
-        return DependencyUnavailable(
-            f"the PostgreSQL state store named by WOOFLEET_STATE_URL stopped answering "
-            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
-        )
+        return postgres_lost(exc)
 
     async def check(self) -> None:
         conn = await self._connection()
