@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from typing import Any
+from typing import Any, TypeVar
 
 import pika
 import pika.channel
@@ -213,11 +213,21 @@ class ConfirmingChannel:
                 future.set_exception(PublishError(f"not confirmed: {why}"))
 
 
+_Channel = TypeVar("_Channel", bound=ConfirmingChannel)
+
+
 async def open_confirming_channel(
     settings: Settings, *, name: str, url: str | None = None, exchange: str = EVENTS_EXCHANGE
 ) -> ConfirmingChannel:
     """A :class:`ConfirmingChannel` to ``url`` (default WOOFLEET_AMQP_URL), named ``name`` in
     the management UI; :class:`BrokerUnavailable` with one clear line when it cannot connect."""
+    return await open_channel(settings, ConfirmingChannel(exchange), name=name, url=url)
+
+
+async def open_channel(
+    settings: Settings, channel: _Channel, *, name: str, url: str | None = None
+) -> _Channel:
+    """Open ``channel`` (a :class:`ConfirmingChannel` or one made from it), as above."""
     target = url or settings.amqp_url.get_secret_value()
     parameters = pika.URLParameters(target)
     parameters.client_properties = {"connection_name": name}
@@ -227,7 +237,7 @@ async def open_confirming_channel(
     if context is not None:
         parameters.ssl_options = pika.SSLOptions(context, parameters.host)
     try:
-        return await ConfirmingChannel(exchange).open(parameters)
+        await channel.open(parameters)
     except (TopologyError, PublishError):
         raise
     except pika.exceptions.ProbableAuthenticationError:
@@ -236,3 +246,4 @@ async def open_confirming_channel(
         ) from None
     except (pika.exceptions.AMQPError, OSError, TimeoutError, ConnectionError) as exc:
         raise BrokerUnavailable(broker_unavailable_message(target, exc)) from None
+    return channel

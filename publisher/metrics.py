@@ -10,8 +10,8 @@ class IngressMetrics:
         self.registry = CollectorRegistry()
         self.deliveries = Counter(
             "woofleet_webhook_deliveries",
-            "Webhook deliveries by outcome (accepted, ping, ignored, unsigned, bad_signature, "
-            "kept, too_large, error)",
+            "Webhook deliveries by outcome (accepted, held, ping, ignored, unsigned, "
+            "bad_signature, kept, topic_mismatch, too_large, too_slow, error)",
             ["outcome"],
             registry=self.registry,
         )
@@ -30,6 +30,19 @@ class IngressMetrics:
             "woofleet_webhook_kept",
             "Signed deliveries woofleet could not turn into events, kept whole in the state "
             "store for `woofleet ingress replay` (answered 202)",
+            registry=self.registry,
+        )
+        self.held = Counter(
+            "woofleet_webhook_held",
+            "Signed deliveries held on the broker (woo.ingress.held) while the state store was "
+            "away (answered 202)",
+            registry=self.registry,
+        )
+        self.held_processed = Counter(
+            "woofleet_webhook_held_processed",
+            "Held deliveries taken back off the broker once the state store was back, by outcome "
+            "(accepted, kept, ignored)",
+            ["outcome"],
             registry=self.registry,
         )
         self.set_aside = Counter(

@@ -10,7 +10,9 @@ Answers, in the order they are checked (none of the refusals publishes anything)
 * 202 a signed body woofleet cannot turn into events (not JSON, not an order or product it can
   read): kept whole, headers and raw body, in the state store, counted, for
   ``woofleet ingress list|show|replay``; nothing in a body gets a 5xx;
-* 503 the state store could not record the delivery (WooCommerce delivers it again);
+* 202 the state store is away: the delivery is held whole on the broker (``woo.ingress.held``,
+  :mod:`publisher.held`) and turned into events once the store is back;
+* 503 neither the state store nor the broker could take the delivery;
 * 200 accepted: the delivery's events are committed to the outbox, and confirmed by the broker
   unless it is away (then the relay publishes them when it is back).
 """
@@ -35,7 +37,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from fleet.errors import ContractError, DependencyUnavailable
+from fleet.errors import (
+    BrokerUnavailable,
+    ContractError,
+    DependencyUnavailable,
+    PublishError,
+    TopologyError,
+)
 from fleet.scrub import shopper
 from fleet.settings import Settings
 from publisher.carrier import CARRIER_PATH, CarrierWebhook
@@ -47,6 +55,7 @@ from publisher.events import (
     resource_of,
     resource_of_topic,
 )
+from publisher.held import HeldDeliveries, HeldDelivery
 from publisher.ingest import Ingest, IngestResult
 from publisher.metrics import IngressMetrics
 from publisher.outbox import OutboxRelay
@@ -54,6 +63,7 @@ from publisher.priority import PriorityRules
 from publisher.signature import signing_keys, verify
 from publisher.store import PublisherStore
 from publisher.stores import open_store
+from topology.names import HELD_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,12 @@ WEBHOOK_PATH = "/webhooks/woocommerce"
 _PING = re.compile(rb"webhook_id=\d+")
 #: How often the webhook logs what it received (per-delivery lines are DEBUG).
 SUMMARY_SECONDS = 30
+#: How often the webhook looks for held deliveries when nothing woke it (a webhook that held
+#: some may have gone before its store came back), and how many it processes per look.
+HELD_POLL_SECONDS = 5.0
+HELD_BATCH = 500
+#: Outcomes that went through the state store: it is there.
+STORED = frozenset({"accepted", "kept"})
 
 
 #: The webhook's answer: status and JSON body (sent without a framework: it is the hot path).
@@ -151,7 +167,10 @@ class WebhookApp:
         # While the state store is away: when it went, and the deliveries answered 503 since
         # (logged once when it goes and once when it is back, not once per delivery).
         self._store_away_since: float | None = None
-        self._store_away_refused = 0
+        self._store_away_held = self._store_away_refused = 0
+        self.held = HeldDeliveries.for_settings(settings, amqp_url)
+        self._held_wake = asyncio.Event()
+        self._held_task: asyncio.Task[None] | None = None
         self.carrier = CarrierWebhook(settings, self.metrics.registry)
         # The other endpoints go through Starlette; POST /webhooks/woocommerce is answered
         # directly (see __call__), as it carries all the load.
@@ -192,9 +211,17 @@ class WebhookApp:
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox relay")
         self._summary_task = asyncio.create_task(self._summaries(), name="webhook summaries")
+        self._held_task = asyncio.create_task(self._drain_held(), name="held deliveries")
+        self._held_wake.set()
         self.relay.wake()
 
     async def stop(self) -> None:
+        held_task, self._held_task = self._held_task, None
+        if held_task is not None:
+            held_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await held_task
+        await self.held.close()
         if self._summary_task is not None:
             self._summary_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -296,6 +323,19 @@ class WebhookApp:
             log.info("webhook: topic %r is not one woofleet handles; ignored", topic[:60])
             return "ignored", (200, {"ignored": topic[:60]})
         try:
+            answered = await self._process(headers, body, topic)
+        except DependencyUnavailable as exc:
+            return await self._hold(headers, body, exc)
+        if answered[0] in STORED:
+            self._store_back()
+        return answered
+
+    async def _process(
+        self, headers: dict[str, str], body: bytes, topic: str
+    ) -> tuple[str, Answer]:
+        """A signed delivery of a handled topic, through the state store: its events queued, or
+        it kept. Raises DependencyUnavailable when the store cannot take it."""
+        try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             return await self._keep(headers, body, topic, "the body is not JSON")
@@ -319,12 +359,11 @@ class WebhookApp:
             return "error", (503, {"error": "starting up"})
         try:
             kept_id = await self._store.keep(headers, body, topic, reason)
-        except DependencyUnavailable as exc:
-            return self._store_away(exc)
-        except Exception:
-            log.exception("webhook: could not keep a %s delivery (503)", topic)
-            return "error", (503, {"error": "state store unavailable"})
-        self._store_back()
+        except DependencyUnavailable:
+            raise
+        except Exception as exc:
+            log.exception("webhook: could not keep a %s delivery", topic)
+            raise DependencyUnavailable(f"the state store failed ({type(exc).__name__})") from exc
         self.metrics.kept.inc()
         log.warning(
             "webhook: kept %s delivery #%d, it cannot be turned into events (%s); "
@@ -354,34 +393,119 @@ class WebhookApp:
                 result = await self._ingest.product(source, payload)
         except ContractError as exc:  # the body, not the store: Ingest says which
             return await self._keep(headers, body, topic, str(exc))
-        except DependencyUnavailable as exc:
-            return self._store_away(exc)
-        except Exception:
-            log.exception("webhook: could not record %s for id %s (503)", topic, payload.get("id"))
-            return "error", (503, {"error": "state store unavailable"})
-        self._store_back()
+        except DependencyUnavailable:
+            raise
+        except Exception as exc:
+            log.exception("webhook: could not record %s for id %s", topic, payload.get("id"))
+            raise DependencyUnavailable(f"the state store failed ({type(exc).__name__})") from exc
         await self._confirm(result)
         self._log_accepted(topic, payload["id"], result)
         return "accepted", (200, {"events": list(result.events)})
 
-    def _store_away(self, exc: DependencyUnavailable) -> tuple[str, Answer]:
-        """503 while the state store is away: WooCommerce does not resend, the reconciler
-        fetches the order later (docs/operations.md)."""
+    async def _hold(
+        self, headers: dict[str, str], body: bytes, exc: DependencyUnavailable
+    ) -> tuple[str, Answer]:
+        """The state store is away: hold the delivery on the broker and answer 202 (it becomes
+        events once the store is back), or 503 when the broker cannot take it either."""
         if self._store_away_since is None:
             self._store_away_since = time.monotonic()
-            log.error("webhook: answering 503 until the state store is back: %s", exc)
-        self._store_away_refused += 1
-        return "error", (503, {"error": "state store unavailable"})
+            log.error(
+                "webhook: the state store is away (%s); holding deliveries on the broker "
+                "(%s) until it is back",
+                exc,
+                HELD_QUEUE,
+            )
+        try:
+            await self.held.hold(headers, body)
+        except (BrokerUnavailable, PublishError, TopologyError, TimeoutError) as held_exc:
+            self._store_away_refused += 1
+            if self._store_away_refused == 1:
+                log.error(
+                    "webhook: answering 503: the broker cannot hold deliveries either (%s)",
+                    held_exc or "no confirm in time",
+                )
+            return "error", (503, {"error": "state store unavailable"})
+        self._store_away_held += 1
+        self.metrics.held.inc()
+        return "held", (202, {"held": True})
 
     def _store_back(self) -> None:
         if self._store_away_since is not None:
             log.warning(
-                "webhook: the state store is back after %.0f s; %d deliveries were answered 503 "
-                "meanwhile (the reconciler fetches their orders)",
+                "webhook: the state store is back after %.0f s; %d deliveries were held on the "
+                "broker meanwhile (turned into events now), %d answered 503",
                 time.monotonic() - self._store_away_since,
+                self._store_away_held,
                 self._store_away_refused,
             )
-            self._store_away_since, self._store_away_refused = None, 0
+            self._store_away_since = None
+            self._store_away_held = self._store_away_refused = 0
+            self._held_wake.set()
+
+    # -- held deliveries ---------------------------------------------------------------------
+    async def _drain_held(self) -> None:
+        """Turn held deliveries into events while the store takes them: at start (a webhook
+        that held them may be gone), when the store comes back, and every HELD_POLL_SECONDS."""
+        failing = ""
+        while self._held_task is not None:  # None once stop() began
+            with contextlib.suppress(TimeoutError):
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as the wait ends, and stop() would wait for this loop forever.
+                async with asyncio.timeout(HELD_POLL_SECONDS):
+                    await self._held_wake.wait()
+            self._held_wake.clear()
+            if self._store_away_since is not None and not await self.store.writable():
+                continue
+            try:
+                processed = await self.drain_held()
+            except (BrokerUnavailable, PublishError, TopologyError, TimeoutError) as exc:
+                why = str(exc) or type(exc).__name__
+                if why != failing:
+                    log.warning("webhook: cannot look for held deliveries now: %s", why)
+                failing = why
+                continue
+            failing = ""
+            if processed:
+                self._held_wake.set()  # more may have arrived meanwhile
+
+    async def drain_held(self, limit: int = HELD_BATCH) -> Counter[str]:
+        """Process up to ``limit`` held deliveries; their outcomes (accepted, kept...). Stops
+        at the first the store cannot take, which goes back to the queue."""
+        outcomes: Counter[str] = Counter()
+        while sum(outcomes.values()) < limit:
+            delivery = await self.held.take()
+            if delivery is None:
+                break
+            try:
+                outcome = await self._process_held(delivery)
+            except DependencyUnavailable:
+                self.held.later(delivery)
+                break
+            except BaseException:
+                self.held.later(delivery)
+                raise
+            self.held.done(delivery)
+            if outcome in STORED:
+                self._store_back()
+            outcomes[outcome] += 1
+            self.metrics.held_processed.labels(outcome).inc()
+        if outcomes:
+            log.info(
+                "webhook: processed %d held deliveries (%s)",
+                sum(outcomes.values()),
+                ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())),
+            )
+        return outcomes
+
+    async def _process_held(self, delivery: HeldDelivery) -> str:
+        headers, body, topic = delivery.headers, delivery.body, delivery.topic
+        if not verify(body, headers.get("x-wc-webhook-signature", ""), self._keys):
+            # The secret was rotated away since: keep it, for a person to decide.
+            reason = "held while the state store was away; its signature matches no secret now"
+            return (await self._keep(headers, body, topic, reason))[0]
+        with shopper(lambda: orjson.loads(body)):
+            outcome, _ = await self._process(headers, body, topic)
+        return outcome
 
     async def _confirm(self, result: IngestResult) -> None:
         for event_type in result.events:
@@ -446,10 +570,13 @@ class WebhookApp:
             body["reason"] = "WOOFLEET_WEBHOOK_SECRET is not set"
             return _json(503, body)
         if not outbox:
-            # Every delivery is committed there first (the broker away is what the outbox is
-            # for; the store away is not): each would be answered 503.
-            body["reason"] = "the state store (WOOFLEET_STATE_URL) is not answering"
-            return _json(503, body)
+            # Every delivery is committed there first; while it is away deliveries are held on
+            # the broker (publisher.held), and only with the broker away too is each one a 503.
+            body["held_on_broker"] = broker
+            body["reason"] = "the state store (WOOFLEET_STATE_URL) is not answering" + (
+                f"; deliveries are held on the broker ({HELD_QUEUE})" if broker else ""
+            )
+            return _json(200 if broker else 503, body)
         return _json(200, body)
 
     @property

@@ -365,14 +365,18 @@ def build_topology(
     exchanges = (
         Exchange(names.EVENTS_EXCHANGE, ExchangeType.TOPIC),
         Exchange(names.WORK_EXCHANGE, ExchangeType.DIRECT),
+        Exchange(names.INGRESS_EXCHANGE, ExchangeType.DIRECT),
         *(
             Exchange(name, ExchangeType.DIRECT)
             for c in fleet.consumers
             for name in (names.retry_exchange(c.name), names.dead_letter_exchange(c.name))
         ),
     )
-    queues: list[Queue] = []
-    bindings: list[Binding] = []
+    # The webhook's held deliveries: replicated with the tiers (they are accepted orders).
+    held_args: QueueArguments = {"x-queue-type": "quorum"} if use_quorum else {}
+    held = _queue(names.HELD_QUEUE, QueueRole.HELD, "", held_args, use_quorum)
+    queues: list[Queue] = [held]
+    bindings = [Binding(names.INGRESS_EXCHANGE, held.name, held.name)]
     for consumer in fleet.consumers:
         q, b = _consumer_topology(consumer, use_quorum)
         queues += q

@@ -338,15 +338,16 @@ def policy_resource(policy: Policy) -> Manifest:
 
 def role_permissions(fleet: FleetSpec, topology: Topology) -> dict[str, dict[str, str]]:
     """Least privilege per role: configure nothing (topology is declared by an admin), the
-    publisher writes to woo.events only, a consumer reads its own queues and writes only to
+    publisher writes to woo.events and woo.ingress only and reads only the deliveries it held
+    there (woo.ingress.held), a consumer reads its own queues and writes only to
     its own retry and dead-letter exchanges, KEDA and the alerts read queue depths through the
     management API."""
     nothing = _only()
     permissions = {
         PUBLISHER_ROLE: {
             "configure": nothing,
-            "write": _only(names.EVENTS_EXCHANGE),
-            "read": nothing,
+            "write": _only(names.EVENTS_EXCHANGE, names.INGRESS_EXCHANGE),
+            "read": _only(names.HELD_QUEUE),
         },
         **{
             role: {"configure": nothing, "write": nothing, "read": nothing}

@@ -39,6 +39,8 @@ class QueueRole(StrEnum):
     RETRY = "retry"
     DELAY = "delay"
     DEAD_LETTER = "dead-letter"
+    #: Signed deliveries held while the webhook's state store is away (no consumer type's).
+    HELD = "held"
 
 
 @dataclass(frozen=True)

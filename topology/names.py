@@ -6,6 +6,10 @@ from __future__ import annotations
 EVENTS_EXCHANGE = "woo.events"
 #: Messages returning from a retry tier or delay queue into one work queue (direct, key = its name).
 WORK_EXCHANGE = "woo.work"
+#: Signed deliveries the webhook holds on the broker while its state store is away (direct).
+INGRESS_EXCHANGE = "woo.ingress"
+#: Where they wait (a quorum queue) until the webhook, its store back, turns them into events.
+HELD_QUEUE = "woo.ingress.held"
 
 PREFIX = "woo."
 

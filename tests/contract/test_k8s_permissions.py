@@ -123,6 +123,10 @@ async def test_each_role_may_do_its_job_and_nothing_else(
                 publisher, publish(names.retry_exchange("stock"), retry_tier)
             ),
             "publish work": await allowed(publisher, publish(names.WORK_EXCHANGE, "woo.stock")),
+            "hold a delivery": await allowed(
+                publisher, publish(names.INGRESS_EXCHANGE, names.HELD_QUEUE)
+            ),
+            "read held deliveries": await allowed(publisher, get(names.HELD_QUEUE)),
             "read a queue": await allowed(publisher, get("woo.stock")),
             "declare": await allowed(publisher, declare("sneaky")),
         }
@@ -141,6 +145,7 @@ async def test_each_role_may_do_its_job_and_nothing_else(
                 stock, publish(names.retry_exchange("crm"), "woo.crm.retry.1s")
             ),
             "publish events": await allowed(stock, publish(names.EVENTS_EXCHANGE, "order.paid")),
+            "read held deliveries": await allowed(stock, get(names.HELD_QUEUE)),
             "publish work": await allowed(stock, publish(names.WORK_EXCHANGE, "woo.crm")),
             "declare": await allowed(stock, declare("sneaky")),
         }
@@ -154,6 +159,8 @@ async def test_each_role_may_do_its_job_and_nothing_else(
         "publish events": True,
         "publish retry": False,
         "publish work": False,
+        "hold a delivery": True,
+        "read held deliveries": True,
         "read a queue": False,
         "declare": False,
     }
@@ -166,6 +173,7 @@ async def test_each_role_may_do_its_job_and_nothing_else(
         "publish dead letter": True,
         "publish crm's retry": False,
         "publish events": False,
+        "read held deliveries": False,
         "publish work": False,
         "declare": False,
     }

@@ -21,7 +21,10 @@ from pydantic import SecretStr
 from fleet.settings import Settings
 from publisher.simulate.encoding import Delivery, delivery, ping, wp_json_encode
 from publisher.webhook import WEBHOOK_PATH, WebhookApp
-from topology.names import EVENTS_EXCHANGE
+from topology.apply import apply_topology
+from topology.fleet import build_topology
+from topology.model import Topology
+from topology.names import EVENTS_EXCHANGE, HELD_QUEUE, INGRESS_EXCHANGE
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +95,9 @@ class Harness:
 async def capture_events(
     connection: AbstractRobustConnection, inbox: asyncio.Queue[Captured]
 ) -> aio_pika.abc.AbstractChannel:
-    """Declare woo.events (as topology apply would) and a queue that sees every event."""
+    """Declare woo.events and the held deliveries' exchange and queue (as topology apply
+    would) and a queue that sees every event."""
+    await apply_topology(connection, held_topology())
     channel = await connection.channel()
     exchange = await channel.declare_exchange(
         EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
@@ -117,6 +122,16 @@ async def capture_events(
 
 def webhook_settings(settings: Settings, **overrides: Any) -> Settings:
     return settings.model_copy(update={"webhook_secret": SecretStr(SECRET.decode()), **overrides})
+
+
+def held_topology() -> Topology:
+    """The part of the topology that holds deliveries while the state store is away."""
+    full = build_topology()
+    return Topology(
+        tuple(e for e in full.exchanges if e.name == INGRESS_EXCHANGE),
+        (full.queue(HELD_QUEUE),),
+        tuple(b for b in full.bindings if b.exchange == INGRESS_EXCHANGE),
+    )
 
 
 @contextlib.asynccontextmanager

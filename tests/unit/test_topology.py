@@ -20,7 +20,7 @@ from topology.fleet import (
     PriorityClass,
     build_topology,
 )
-from topology.model import Queue, QueueRole, Topology
+from topology.model import Binding, Queue, QueueRole, Topology
 from topology.routing import accepted_contracts
 
 
@@ -291,11 +291,32 @@ def test_only_review_request_has_a_delay_queue(topology: Topology) -> None:
     assert delayed == {"review-request"}
 
 
+def test_held_deliveries_wait_in_one_replicated_queue_of_their_own() -> None:
+    topology = build_topology()
+    held = topology.queue(names.HELD_QUEUE)
+    assert (held.role, held.consumer, held.type, held.durable) == (
+        QueueRole.HELD,
+        "",
+        "quorum",
+        True,
+    )
+    assert [b for b in topology.bindings if b.queue == names.HELD_QUEUE] == [
+        Binding(names.INGRESS_EXCHANGE, names.HELD_QUEUE, names.HELD_QUEUE)
+    ]
+    # and nothing else reaches it: no event lands there, nothing held reaches a consumer
+    assert [b.queue for b in topology.bindings if b.exchange == names.INGRESS_EXCHANGE] == [
+        names.HELD_QUEUE
+    ]
+    assert build_topology(quorum=False).queue(names.HELD_QUEUE).type == "classic"
+
+
 def test_exchanges_are_durable_and_typed() -> None:
     exchanges = {e.name: (e.type.value, e.durable) for e in build_topology().exchanges}
     assert exchanges == {
         "woo.events": ("topic", True),
         "woo.work": ("direct", True),
+        # deliveries held while the webhook's state store is away
+        "woo.ingress": ("direct", True),
         # one retry and one dead-letter exchange per consumer: its user may write only there
         **{f"woo.{c}.retry": ("direct", True) for c in CONSUMER_NAMES},
         **{f"woo.{c}.dlx": ("direct", True) for c in CONSUMER_NAMES},
