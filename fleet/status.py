@@ -95,6 +95,9 @@ class FleetStatus:
     webhooks: StoreWebhooks | None = None
     #: Consumer /metrics endpoints that did not answer ("URL: error"): breakers unknown there.
     unreachable_metrics: tuple[str, ...] = ()
+    #: Signed deliveries held on the broker while the webhook's state store is away (None: the
+    #: queue does not exist).
+    held_deliveries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,19 @@ def evaluate(status: FleetStatus, thresholds: Thresholds | None = None) -> list[
         )
     for c in status.consumers:
         findings += _consumer_findings(c, limits)
+    if status.held_deliveries:
+        findings.append(
+            Finding(
+                "held_deliveries",
+                "held_deliveries",
+                "ingress",
+                f"{status.held_deliveries} signed delivery(ies) held on the broker: the webhook's "
+                "state store is away (they become events once it is back)",
+                status.held_deliveries,
+                0,
+                "curl WEBHOOK/readyz",
+            )
+        )
     for where in status.unreachable_metrics:
         url = where.split(": ", 1)[0]
         findings.append(
@@ -343,6 +359,7 @@ def as_json(status: FleetStatus, findings: list[Finding]) -> dict[str, Any]:
         ],
         "missing_queues": list(status.missing_queues),
         "unreachable_metrics": list(status.unreachable_metrics),
+        "held_deliveries": status.held_deliveries,
         "ingress": None
         if status.ingress is None
         else {

@@ -134,7 +134,11 @@ async def collect(
         )
     }
     exact = await _exact_depths(
-        connection, [n for c in fleet.consumers for n in (c.work_queue, c.dead_letter_queue)]
+        connection,
+        [
+            names.HELD_QUEUE,
+            *(n for c in fleet.consumers for n in (c.work_queue, c.dead_letter_queue)),
+        ],
     )
     breakers, unreachable = breaker_states(metrics_urls)
     now = time.time()
@@ -173,4 +177,5 @@ async def collect(
         ingress=None if ingress_url is None else ingress_status(ingress_url),
         webhooks=webhooks,
         unreachable_metrics=tuple(unreachable),
+        held_deliveries=exact[names.HELD_QUEUE][0] if names.HELD_QUEUE in exact else None,
     )

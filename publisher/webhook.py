@@ -171,6 +171,7 @@ class WebhookApp:
         self.held = HeldDeliveries.for_settings(settings, amqp_url)
         self._held_wake = asyncio.Event()
         self._held_task: asyncio.Task[None] | None = None
+        self._draining = asyncio.Lock()
         self.carrier = CarrierWebhook(settings, self.metrics.registry)
         # The other endpoints go through Starlette; POST /webhooks/woocommerce is answered
         # directly (see __call__), as it carries all the load.
@@ -464,13 +465,30 @@ class WebhookApp:
                     log.warning("webhook: cannot look for held deliveries now: %s", why)
                 failing = why
                 continue
+            except Exception as exc:  # a defect: say it once, keep looking
+                why = type(exc).__name__
+                if why != failing:
+                    log.exception("webhook: taking back held deliveries failed")
+                failing = why
+                continue
             failing = ""
-            if processed:
-                self._held_wake.set()  # more may have arrived meanwhile
+            if sum(processed.values()) >= HELD_BATCH:
+                self._held_wake.set()  # a full batch: there may be more
 
     async def drain_held(self, limit: int = HELD_BATCH) -> Counter[str]:
         """Process up to ``limit`` held deliveries; their outcomes (accepted, kept...). Stops
         at the first the store cannot take, which goes back to the queue."""
+        async with self._draining:  # one drain at a time: a channel has one get in flight
+            outcomes = await self._drain_batch(limit)
+        if outcomes:
+            log.info(
+                "webhook: processed %d held deliveries (%s)",
+                sum(outcomes.values()),
+                ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())),
+            )
+        return outcomes
+
+    async def _drain_batch(self, limit: int) -> Counter[str]:
         outcomes: Counter[str] = Counter()
         while sum(outcomes.values()) < limit:
             delivery = await self.held.take()
@@ -489,12 +507,6 @@ class WebhookApp:
                 self._store_back()
             outcomes[outcome] += 1
             self.metrics.held_processed.labels(outcome).inc()
-        if outcomes:
-            log.info(
-                "webhook: processed %d held deliveries (%s)",
-                sum(outcomes.values()),
-                ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())),
-            )
         return outcomes
 
     async def _process_held(self, delivery: HeldDelivery) -> str:

@@ -201,6 +201,11 @@ def _print(console: Console, status: FleetStatus, findings: list[Finding]) -> No
             f"outbox rows set aside {ingress.set_aside_rows or 0}, broker "
             f"{'connected' if ingress.broker_connected else 'not connected'}"
         )
+    if status.held_deliveries:
+        console.print(
+            f"[red]held on the broker: {status.held_deliveries} deliveries[/red] "
+            "(the webhook's state store is away; they become events once it is back)"
+        )
     if status.webhooks is None:
         console.print(
             "store webhooks: not checked (set WOOFLEET_WOO_URL, WOOFLEET_WOO_KEY, "

@@ -15,12 +15,16 @@ from pydantic import SecretStr
 
 from fleet.errors import DependencyUnavailable
 from fleet.settings import Settings
+from fleet.status import evaluate
+from fleet.status_sources import collect
 from publisher.outgoing import Outgoing
 from publisher.store import ResourceKey
 from publisher.store_postgres import PostgresStore
 from tests.chaos.private_postgres import PrivatePostgres
 from tests.integration.test_webhook import Captured, open_harness, sentinel_order
 from tests.support.net import free_port
+from topology.fleet import DEFAULT_FLEET
+from topology.management import Management
 from topology.names import HELD_QUEUE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -81,6 +85,8 @@ async def held_count(connection: AbstractRobustConnection) -> int:
 async def test_the_webhook_holds_deliveries_on_the_broker_while_its_store_is_away(
     settings: Settings,
     connection: AbstractRobustConnection,
+    management: Management,
+    vhost: str,
     postgres: PrivatePostgres,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -99,6 +105,10 @@ async def test_the_webhook_holds_deliveries_on_the_broker_while_its_store_is_awa
         ready = await harness.client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["held_on_broker"] is True, ready.text
         assert await held_count(connection) == 3
+        # and `woofleet status` says they wait, and why
+        status = await collect(connection, management, vhost, DEFAULT_FLEET.only("stock"))
+        assert status.held_deliveries == 3
+        assert "held_deliveries" in [f.key for f in evaluate(status)]
         with pytest.raises(TimeoutError):
             await harness.events(1, timeout=1)
 

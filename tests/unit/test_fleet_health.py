@@ -55,6 +55,7 @@ def test_each_problem_is_one_finding_with_a_stable_key_and_a_command() -> None:
         consumer("crm", dead=3, breaker="open", unacked=3, consumers=0),
         consumer("stock", priority_class="high", delay_target=30, ready=40, oldest_age=95),
         missing_queues=("woo.loyalty",),
+        held_deliveries=42,
         ingress=IngressStatus("http://in", True, 12, 300.0, 2, False),
         webhooks=StoreWebhooks(
             "https://shop",
@@ -68,6 +69,7 @@ def test_each_problem_is_one_finding_with_a_stable_key_and_a_command() -> None:
         "dead_letters:crm",
         "breaker:crm",
         "delay:stock",
+        "held_deliveries",
         "relay_lag",
         "kept_deliveries",
         "webhook:7",
@@ -76,7 +78,8 @@ def test_each_problem_is_one_finding_with_a_stable_key_and_a_command() -> None:
     assert "95s old, over the high target of 30s" in delay.summary
     assert (delay.value, delay.threshold) == (95, 30)
     assert findings[1].command == "woofleet dlq list crm --by-reason"
-    assert "broker not connected" in findings[4].summary
+    assert "broker not connected" in findings[5].summary
+    assert findings[4].value == 42 and "state store is away" in findings[4].summary
 
 
 def test_thresholds_allow_some_dead_letters_per_consumer() -> None:
@@ -101,6 +104,7 @@ def test_the_json_shape_has_the_documented_keys() -> None:
         "consumers",
         "missing_queues",
         "unreachable_metrics",
+        "held_deliveries",
         "ingress",
         "webhooks",
         "findings",
