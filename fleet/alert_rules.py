@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from topology.fleet import FleetSpec
+from topology.fleet import HELD_ALERT_SECONDS, FleetSpec
+from topology.names import HELD_QUEUE
 
 #: Where a finding comes from; a source that could not be read leaves its alerts as they were.
 MANAGEMENT = "management"
@@ -89,13 +90,28 @@ def queue_findings(
     dlq_thresholds: Mapping[str, int],
     stalled_since: dict[str, float],
 ) -> tuple[list[Finding], dict[str, float]]:
-    """Dead letters above their threshold and work queues older than their class's target.
+    """Deliveries held on the broker, dead letters above their threshold and work queues older
+    than their class's target.
 
     Returns the findings and each consumer's oldest-message age (for /metrics).
     """
     by_name = {str(q.get("name")): q for q in queues}
     findings: list[Finding] = []
     ages: dict[str, float] = {}
+    held = int((by_name.get(HELD_QUEUE) or {}).get("messages") or 0)
+    if held:
+        findings.append(
+            Finding(
+                key="held",
+                title=f"{held} signed deliveries held on the broker: the webhook's state store "
+                "is away",
+                detail=f"they wait in {HELD_QUEUE} and become events once the store is back; "
+                "check the server WOOFLEET_STATE_URL names",
+                command="curl WEBHOOK/readyz",
+                source=MANAGEMENT,
+                hold=HELD_ALERT_SECONDS,  # a store restart is not worth waking anyone
+            )
+        )
     for consumer in fleet.consumers:
         dead = int((by_name.get(consumer.dead_letter_queue) or {}).get("messages") or 0)
         threshold = dlq_thresholds.get(consumer.name, dlq_threshold)

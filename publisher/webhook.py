@@ -101,6 +101,11 @@ class TooLarge(Exception):
     pass
 
 
+class StoreFailed(DependencyUnavailable):
+    """The state store answered but failed on this delivery (not an outage): a defect, logged
+    with its traceback where it happened."""
+
+
 class Disconnected(Exception):
     pass
 
@@ -164,8 +169,8 @@ class WebhookApp:
         self._idle.set()
         self._window: Counter[str] = Counter()
         self._window_events: Counter[str] = Counter()
-        # While the state store is away: when it went, and the deliveries answered 503 since
-        # (logged once when it goes and once when it is back, not once per delivery).
+        # While the state store is away: when it went, and the deliveries held on the broker
+        # and answered 503 since (logged once when it goes and once when it is back).
         self._store_away_since: float | None = None
         self._store_away_held = self._store_away_refused = 0
         self.held = HeldDeliveries.for_settings(settings, amqp_url)
@@ -364,7 +369,7 @@ class WebhookApp:
             raise
         except Exception as exc:
             log.exception("webhook: could not keep a %s delivery", topic)
-            raise DependencyUnavailable(f"the state store failed ({type(exc).__name__})") from exc
+            raise StoreFailed(f"the state store failed ({type(exc).__name__})") from exc
         self.metrics.kept.inc()
         log.warning(
             "webhook: kept %s delivery #%d, it cannot be turned into events (%s); "
@@ -398,7 +403,7 @@ class WebhookApp:
             raise
         except Exception as exc:
             log.exception("webhook: could not record %s for id %s", topic, payload.get("id"))
-            raise DependencyUnavailable(f"the state store failed ({type(exc).__name__})") from exc
+            raise StoreFailed(f"the state store failed ({type(exc).__name__})") from exc
         await self._confirm(result)
         self._log_accepted(topic, payload["id"], result)
         return "accepted", (200, {"events": list(result.events)})
@@ -406,9 +411,11 @@ class WebhookApp:
     async def _hold(
         self, headers: dict[str, str], body: bytes, exc: DependencyUnavailable
     ) -> tuple[str, Answer]:
-        """The state store is away: hold the delivery on the broker and answer 202 (it becomes
-        events once the store is back), or 503 when the broker cannot take it either."""
-        if self._store_away_since is None:
+        """The state store is away (or failed on this delivery, already logged): hold the
+        delivery on the broker and answer 202 (it becomes events once the store takes it), or
+        503 when the broker cannot take it either."""
+        away = not isinstance(exc, StoreFailed)
+        if away and self._store_away_since is None:
             self._store_away_since = time.monotonic()
             log.error(
                 "webhook: the state store is away (%s); holding deliveries on the broker "
@@ -426,7 +433,7 @@ class WebhookApp:
                     held_exc or "no confirm in time",
                 )
             return "error", (503, {"error": "state store unavailable"})
-        self._store_away_held += 1
+        self._store_away_held += away
         self.metrics.held.inc()
         return "held", (202, {"held": True})
 
@@ -496,6 +503,18 @@ class WebhookApp:
                 break
             try:
                 outcome = await self._process_held(delivery)
+                if outcome == "error":  # not started: nothing was done with it
+                    raise DependencyUnavailable("the webhook is not started")
+            except StoreFailed as exc:
+                # The store is there but fails on this delivery: kept, so that it does not
+                # stand in front of the others every time.
+                try:
+                    outcome, _ = await self._keep(
+                        delivery.headers, delivery.body, delivery.topic, f"held; then {exc}"
+                    )
+                except DependencyUnavailable:
+                    self.held.later(delivery)
+                    break
             except DependencyUnavailable:
                 self.held.later(delivery)
                 break

@@ -42,6 +42,8 @@ SEVEN_DAYS = 7 * 24 * 3600.0
 DEFAULT_DLQ_ALERT_THRESHOLD = 10
 BREAKER_ALERT_SECONDS = 180.0
 OUTBOX_ALERT_SECONDS = 300.0
+#: Deliveries held on the broker (the webhook's state store away) for this long are an alert.
+HELD_ALERT_SECONDS = 300.0
 
 
 class PriorityClass(StrEnum):

@@ -1,6 +1,6 @@
 """Prometheus Operator objects and the Grafana dashboard, for ``k8s/components/prometheus``.
 
-The same alerts as ``woofleet alerts`` (dead letters, late queues, open breakers, kept
+The same alerts as ``woofleet alerts`` (dead letters, late queues, open breakers, kept or held
 deliveries, an outbox not draining, the store's webhooks) as a PrometheusRule; PodMonitors for
 woofleet's processes and the RabbitMQ nodes; and the dashboard an operator opens first. Queue
 depths come from the broker's rabbitmq_prometheus plugin (per-queue figures on
@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from topology import names
 from topology.fleet import (
     BREAKER_ALERT_SECONDS,
     CLASSES,
     DEFAULT_DLQ_ALERT_THRESHOLD,
+    HELD_ALERT_SECONDS,
     OUTBOX_ALERT_SECONDS,
     PriorityClass,
 )
@@ -29,6 +31,7 @@ DASHBOARD_CONFIG_MAP = "woofleet-grafana-dashboard"
 #: How long a breaker stays open, or the outbox keeps events, before it is an alert.
 BREAKER_OPEN_FOR = f"{BREAKER_ALERT_SECONDS / 60:g}m"
 OUTBOX_STUCK_FOR = f"{OUTBOX_ALERT_SECONDS / 60:g}m"
+HELD_FOR = f"{HELD_ALERT_SECONDS / 60:g}m"
 #: Labels Prometheus adds to every scraped series (not in any /metrics output).
 TARGET_LABELS = ("namespace", "pod", "job", "instance", "container", "endpoint")
 
@@ -102,6 +105,13 @@ def alert_rules() -> list[Manifest]:
             "{{ $value }} signed deliveries kept unprocessed",
             "woofleet ingress list",
             for_="5m",
+        ),
+        _rule(
+            "WoofleetHeldDeliveries",
+            'rabbitmq_detailed_queue_messages{queue="' + names.HELD_QUEUE + '"} > 0',
+            "{{ $value }} signed deliveries held on the broker: the webhook's state store is away",
+            "curl WEBHOOK/readyz",
+            for_=HELD_FOR,
         ),
         _rule(
             "WoofleetOutboxNotDraining",

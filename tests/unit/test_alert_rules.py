@@ -69,6 +69,33 @@ def test_dead_letters_above_the_threshold_and_late_queues_are_findings() -> None
     assert ages == {"stock": 31, "crm": 31}
 
 
+def test_deliveries_held_on_the_broker_are_a_finding_once_they_have_waited_five_minutes() -> None:
+    # Given deliveries held while the webhook's state store is away
+    queues = [queue("woo.ingress.held", 612)]
+
+    # When the rules read the broker, and the alert state judges the finding over time
+    findings, _ = queue_findings(
+        queues, DEFAULT_FLEET, now=NOW, dlq_threshold=10, dlq_thresholds={}, stalled_since={}
+    )
+    [held] = findings
+    state = AlertState()
+
+    # Then it names the count and the cause, and fires only once it has lasted its hold
+    assert held.key == "held" and held.title.startswith("612 signed deliveries held")
+    assert "state store is away" in held.title
+    assert state.changes([held], now=NOW) == []
+    assert [c.kind for c in state.changes([held], now=NOW + held.hold)] == ["firing"]
+    empty, _ = queue_findings(
+        [queue("woo.ingress.held", 0)],
+        DEFAULT_FLEET,
+        now=NOW,
+        dlq_threshold=10,
+        dlq_thresholds={},
+        stalled_since={},
+    )
+    assert empty == []
+
+
 def test_metric_findings_cover_breakers_kept_deliveries_the_outbox_and_silence() -> None:
     consumer = Scrape(
         URL,
