@@ -1,13 +1,17 @@
-"""Fixtures shared by integration tests: a PostgreSQL schema, the HTTP-target server."""
+"""Fixtures shared by integration tests: a PostgreSQL schema, the HTTP-target server, a started
+webhook app with a client on it."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
+from aio_pika.abc import AbstractRobustConnection
 
+from fleet.settings import Settings
+from tests.integration.test_webhook import Harness, open_harness
 from tests.support.http_target_server import HttpTargetServer
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -41,3 +45,12 @@ def server(running_server: HttpTargetServer) -> HttpTargetServer:
     """The module's target, forgetting earlier requests and failure modes."""
     running_server.reset()
     return running_server
+
+
+@pytest.fixture
+async def harness(
+    settings: Settings, connection: AbstractRobustConnection
+) -> AsyncIterator[Harness]:
+    """A started webhook app (SQLite store), a client on it, and every event it publishes."""
+    async with open_harness(settings, connection) as opened:
+        yield opened

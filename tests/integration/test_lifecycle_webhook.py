@@ -22,19 +22,10 @@ from tests.integration.test_webhook import (
     Harness,
     capture_events,
     load,
-    open_harness,
     webhook_settings,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def harness(
-    settings: Settings, connection: AbstractRobustConnection
-) -> AsyncIterator[Harness]:
-    async with open_harness(settings, connection) as opened:
-        yield opened
 
 
 def order(status: str, modified: str, **changes: Any) -> dict[str, Any]:

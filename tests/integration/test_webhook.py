@@ -152,14 +152,6 @@ async def open_harness(
         await channel.close()
 
 
-@pytest.fixture
-async def harness(
-    settings: Settings, connection: AbstractRobustConnection
-) -> AsyncIterator[Harness]:
-    async with open_harness(settings, connection) as opened:
-        yield opened
-
-
 # -- what WooCommerce really sends ----------------------------------------------------------
 
 

@@ -4,24 +4,13 @@ between, and one that can no longer be verified is kept, never lost (publisher.h
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 
-from fleet.settings import Settings
 from publisher.simulate.encoding import delivery
-from tests.integration.test_webhook import SECRET, SOURCE, Harness, open_harness, sentinel_order
+from tests.integration.test_webhook import SECRET, SOURCE, Harness, sentinel_order
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def harness(
-    settings: Settings, connection: AbstractRobustConnection
-) -> AsyncIterator[Harness]:
-    async with open_harness(settings, connection) as opened:
-        yield opened
 
 
 async def hold(harness: Harness, order: dict[str, object], secret: bytes = SECRET) -> None:

@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 
-from fleet.settings import Settings
 from fleet.woo_rest import WooRest
 from fleet.woo_writeback import STATUS_META, FileWriteBack, RestWriteBack, note_ref
 from publisher.lifecycle import OrderState, plan_order
-from tests.integration.test_webhook import Harness, open_harness
+from tests.integration.test_webhook import Harness
 from tests.support.woo_server import WooServer, WooStore
 
 pytestmark = pytest.mark.integration
@@ -201,14 +199,6 @@ async def test_dev_sink_keeps_the_same_rules(tmp_path: Path) -> None:
 
 
 # -- the same echoes through the real ingress (endpoint, state store, broker) ----------------
-
-
-@pytest.fixture
-async def harness(
-    settings: Settings, connection: AbstractRobustConnection
-) -> AsyncIterator[Harness]:
-    async with open_harness(settings, connection) as opened:
-        yield opened
 
 
 async def test_the_ingress_announces_nothing_for_an_echo_of_each_write(
