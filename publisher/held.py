@@ -176,8 +176,15 @@ class HeldDeliveries:
     async def take(self) -> HeldDelivery | None:
         """The next held delivery, or None when there is none."""
         channel = await self._open()
-        async with asyncio.timeout(CONFIRM_SECONDS):
-            return await channel.take()
+        try:
+            async with asyncio.timeout(CONFIRM_SECONDS):
+                return await channel.take()
+        except TimeoutError:
+            # An answer arriving later would leave its message unacknowledged on a live
+            # channel (and the channel refusing the next get): close it, the broker gives the
+            # message back.
+            await self.close()
+            raise
 
     def done(self, delivery: HeldDelivery) -> None:
         """Processed: off the queue."""
