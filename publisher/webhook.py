@@ -105,6 +105,12 @@ class StoreFailed(DependencyUnavailable):
     """The state store answered but failed on this delivery (not an outage): a defect, logged
     with its traceback where it happened."""
 
+    @classmethod
+    def logged(cls, exc: Exception, message: str, *args: object) -> StoreFailed:
+        """Log ``message`` with the traceback of ``exc`` being handled; the error to raise."""
+        log.exception(message, *args)
+        return cls(f"the state store failed ({type(exc).__name__})")
+
 
 class Disconnected(Exception):
     pass
@@ -368,8 +374,7 @@ class WebhookApp:
         except DependencyUnavailable:
             raise
         except Exception as exc:
-            log.exception("webhook: could not keep a %s delivery", topic)
-            raise StoreFailed(f"the state store failed ({type(exc).__name__})") from exc
+            raise StoreFailed.logged(exc, "webhook: could not keep a %s delivery", topic) from exc
         self.metrics.kept.inc()
         log.warning(
             "webhook: kept %s delivery #%d, it cannot be turned into events (%s); "
@@ -402,8 +407,9 @@ class WebhookApp:
         except DependencyUnavailable:
             raise
         except Exception as exc:
-            log.exception("webhook: could not record %s for id %s", topic, payload.get("id"))
-            raise StoreFailed(f"the state store failed ({type(exc).__name__})") from exc
+            raise StoreFailed.logged(
+                exc, "webhook: could not record %s for id %s", topic, payload.get("id")
+            ) from exc
         await self._confirm(result)
         self._log_accepted(topic, payload["id"], result)
         return "accepted", (200, {"events": list(result.events)})
