@@ -13,6 +13,9 @@ SCHEMA_VERSION_HEADER = "woofleet-schema-version"
 ATTEMPT_HEADER = "woofleet-attempt"
 #: Retries spent while the target looked down, which do not count as attempts.
 OUTAGE_RETRIES_HEADER = "woofleet-outage-retries"
+#: On a message taken early from an outage tier to probe its target: the tier's delay in
+#: seconds, where it goes back, counting nothing, if the target still fails.
+PROBE_FROM_HEADER = "woofleet-probe-from"
 ERROR_HEADER = "woofleet-error"
 FIRST_FAILED_HEADER = "woofleet-first-failed-at"
 LAST_FAILED_HEADER = "woofleet-last-failed-at"

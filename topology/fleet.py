@@ -303,6 +303,10 @@ def _consumer_topology(consumer: ConsumerPolicy, quorum: bool) -> tuple[list[Que
             )
         )
         bindings.append(Binding(names.retry_exchange(consumer.name), tier, tier))
+    if consumer.outage_tiers:
+        # The way back from the outage tiers before their time (consumers/runtime/recall.py):
+        # through the consumer's own exchange, so its broker user needs no other.
+        bindings.append(Binding(names.retry_exchange(consumer.name), work.name, work.name))
     # Dead-letter queues stay classic whatever the tiers are: the runtime publishes into them
     # (confirmed), so broker dead lettering plays no part, and only a classic queue can be
     # browsed without changing it. A quorum queue puts a message read and given back behind

@@ -95,6 +95,11 @@ class CircuitBreaker:
             return True
         return False
 
+    @property
+    def awaiting_probe(self) -> bool:
+        """Half-open and no probe let through yet: no delivery has come to probe with."""
+        return self.state is BreakerState.HALF_OPEN and not self._probe_out
+
     def retry_in(self) -> float:
         """Seconds until a probe may go (0 when calls may go now or a probe is due)."""
         if self.state is BreakerState.OPEN:

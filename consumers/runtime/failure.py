@@ -17,6 +17,7 @@ from contracts.messages import (
     FIRST_FAILED_HEADER,
     LAST_FAILED_HEADER,
     OUTAGE_RETRIES_HEADER,
+    PROBE_FROM_HEADER,
 )
 from fleet.errors import ContractError, PermanentError, TransientError
 from fleet.logging import redact
@@ -125,7 +126,9 @@ def failure_headers(
 ) -> dict[str, Any]:
     """The original headers plus the ``woofleet-`` failure headers of docs/architecture.md."""
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
-    headers = {k: v for k, v in (original or {}).items() if k not in BROKER_DEATH_HEADERS}
+    # A probe's mark (recall.py) holds for the one delivery it was taken early for.
+    dropped = (*BROKER_DEATH_HEADERS, PROBE_FROM_HEADER)
+    headers = {k: v for k, v in (original or {}).items() if k not in dropped}
     headers[ATTEMPT_HEADER] = attempt
     headers[ERROR_HEADER] = error
     headers.setdefault(FIRST_FAILED_HEADER, now)

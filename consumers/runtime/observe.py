@@ -75,6 +75,7 @@ class _Figures:
         "dependency_pauses",
         "handling",
         "outcomes",
+        "recalled",
         "requeues",
         "runtime_failures",
         "seconds_buckets",
@@ -97,6 +98,8 @@ class _Figures:
         self.runtime_failures = 0
         #: Times the consumer paused because a dependency (the state store) stopped answering.
         self.dependency_pauses = 0
+        #: Messages brought back early from the outage tiers once the target answered again.
+        self.recalled = 0
         self.wait_buckets = [0] * len(_WAIT_BOUNDS)
         self.wait_sum = 0.0
 
@@ -135,11 +138,16 @@ def count_dependency_pause(consumer: str) -> None:
     _figures(consumer).dependency_pauses += 1
 
 
+def count_recalled(consumer: str, messages: int) -> None:
+    _figures(consumer).recalled += messages
+
+
 class _RuntimeMetrics(Collector):
     """``woofleet_consumer_messages_total``, ``woofleet_handler_seconds``,
     ``woofleet_consumer_in_flight``, ``woofleet_dead_letters_total``,
     ``woofleet_consumer_requeues_total``, ``woofleet_consumer_runtime_failures_total``,
-    ``woofleet_consumer_dependency_pauses_total`` and ``woofleet_breaker_state`` (0 closed,
+    ``woofleet_consumer_dependency_pauses_total``, ``woofleet_consumer_recalled_total`` and
+    ``woofleet_breaker_state`` (0 closed,
     1 half-open, 2 open), labelled by consumer."""
 
     def collect(self) -> Iterator[Metric]:
@@ -172,6 +180,11 @@ class _RuntimeMetrics(Collector):
             "Times the consumer stopped taking deliveries: the state store stopped answering",
             labels=["consumer"],
         )
+        recalled = CounterMetricFamily(
+            "woofleet_consumer_recalled",
+            "Messages brought back early from the outage tiers: the target answered again",
+            labels=["consumer"],
+        )
         breakers = GaugeMetricFamily(
             "woofleet_breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open (probing), 2 open (not consuming)",
@@ -202,7 +215,19 @@ class _RuntimeMetrics(Collector):
             requeues.add_metric([consumer], figures.requeues)
             failures.add_metric([consumer], figures.runtime_failures)
             pauses.add_metric([consumer], figures.dependency_pauses)
-        yield from (messages, seconds, in_flight, dead, requeues, failures, pauses, breakers, wait)
+            recalled.add_metric([consumer], figures.recalled)
+        yield from (
+            messages,
+            seconds,
+            in_flight,
+            dead,
+            requeues,
+            failures,
+            pauses,
+            recalled,
+            breakers,
+            wait,
+        )
 
 
 REGISTRY.register(_RuntimeMetrics())

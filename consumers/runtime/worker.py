@@ -60,6 +60,7 @@ from consumers.runtime.ledger import Ledger
 from consumers.runtime.middleware import Middleware
 from consumers.runtime.outcome import Outcome
 from consumers.runtime.pause import DependencyPause
+from consumers.runtime.recall import move_to_work_queue, probe_tier
 from contracts.messages import OUTAGE_RETRIES_HEADER, SCHEMA_VERSION_HEADER
 from contracts.registry import parse
 from fleet.amqp import publish_confirmed
@@ -93,6 +94,10 @@ MAX_RECORD_INTERVAL = 30.0
 #: much CPU as the rest of the delivery; a few milliseconds cost nothing, since the broker keeps
 #: sending into the prefetch slots not taken by finished deliveries.
 ACK_DELAY = 0.005
+
+#: Seconds a half-open worker waits for a delivery to probe with before it takes one early from
+#: the outage tiers (recall.py).
+PROBE_WAIT = 1.0
 
 
 class ConsumerWorker:
@@ -542,11 +547,62 @@ class ConsumerWorker:
                 time.monotonic() - self._opened_at,
                 self.policy.work_queue,
             )
-            self._in_background(self.resume())
+            self._in_background(self._resume_and_recall())
+
+    async def _resume_and_recall(self) -> None:
+        await self.resume()
+        if self.policy.outage_tiers:
+            await self._recall(probe=False)
 
     async def _resume_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
         await self.resume()
+        # While nothing comes to probe with (the outage outlasted the orders, and what the
+        # breaker held back waits in the outage tiers), one of those is taken early as the probe.
+        while self.policy.outage_tiers and not self._stopping:
+            await asyncio.sleep(PROBE_WAIT)
+            if not (self.breaker.awaiting_probe and self.consuming):
+                return
+            await self._recall(probe=True)
+            await asyncio.sleep(self.breaker.cool_down)
+
+    async def _recall(self, *, probe: bool) -> int:
+        """Move messages from the outage tiers to the work queue (recall.py): all of them once
+        the breaker has closed, or one to probe with. Returns how many moved."""
+        if self._connection is None or self._retry is None:
+            return 0
+
+        def keep_going() -> bool:
+            return not self._stopping and (probe or self.breaker.state is BreakerState.CLOSED)
+
+        try:
+            moved = await move_to_work_queue(
+                self._connection,
+                self._retry,
+                self.policy,
+                limit=1 if probe else None,
+                probe=probe,
+                keep_going=keep_going,
+            )
+        except Exception as exc:
+            # Nothing is lost: what stays in a tier comes back when its wait ends.
+            self._log.error(
+                "could not take messages back from the outage tiers (%s); "
+                "they return when their wait ends",
+                describe(exc),
+            )
+            return 0
+        count = moved.total()
+        observe.count_recalled(self.policy.name, count)
+        if probe and count:
+            self._log.debug("took a message from %s early to probe the target", next(iter(moved)))
+        elif count:
+            self._log.info(
+                "the target answers again: took %d messages back early from the outage tiers (%s)",
+                count,
+                ", ".join(f"{tier} {n}" for tier, n in moved.items()),
+            )
+        return count
 
     def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._stopping:
@@ -589,14 +645,19 @@ class ConsumerWorker:
         tried: bool = True,
     ) -> None:
         assert self._retry is not None
-        tier = names.retry_queue(self.policy.name, delay)
         # An outage retry counts as no attempt: the failures recorded stay what they were.
         recorded = delivery.attempt - 1 if outage else delivery.attempt
         new_headers = failure_headers(
             headers, consumer=self.policy.name, attempt=recorded, error=describe(exc)
         )
-        if outage:
+        came_from = probe_tier(headers) if outage else None
+        if came_from is not None and came_from in self.policy.outage_tiers:
+            # Taken early to probe with (recall.py): back where it waited, counting nothing.
+            delay = came_from
+            new_headers[OUTAGE_RETRIES_HEADER] = outage_retries_of(headers)
+        elif outage:
             new_headers[OUTAGE_RETRIES_HEADER] = outage_retries_of(headers) + 1
+        tier = names.retry_queue(self.policy.name, delay)
         await publish_confirmed(self._retry, copy_message(message, new_headers), tier)
         if not tried:
             # The breaker's "circuit open" line says it once for all of them.

@@ -109,6 +109,7 @@ async def test_each_role_may_do_its_job_and_nothing_else(
     # Given the topology declared by an administrator
     await apply_fleet(connection, FLEET, vhost=vhost, management=management)
     retry_tier = names.retry_queue("stock", FLEET.consumer("stock").used_tiers[0])
+    outage_tier = names.retry_queue("stock", FLEET.consumer("stock").outage_tiers[-1])
 
     # When each role tries what it needs and what it must not do
     publisher = await connect(settings, name="test-publisher", url=role_users[PUBLISHER_ROLE])
@@ -141,6 +142,14 @@ async def test_each_role_may_do_its_job_and_nothing_else(
             "publish dead letter": await allowed(
                 stock, publish(names.dead_letter_exchange("stock"), "woo.stock.dlq")
             ),
+            # What a closing breaker does with its outage tiers (consumers/runtime/recall.py).
+            "read own outage tier": await allowed(stock, get(outage_tier)),
+            "bring back to own work queue": await allowed(
+                stock, publish(names.retry_exchange("stock"), "woo.stock")
+            ),
+            "bring back to crm's work queue": await allowed(
+                stock, publish(names.retry_exchange("stock"), "woo.crm")
+            ),
             "publish crm's retry": await allowed(
                 stock, publish(names.retry_exchange("crm"), "woo.crm.retry.1s")
             ),
@@ -171,6 +180,9 @@ async def test_each_role_may_do_its_job_and_nothing_else(
         "read crm's queue": False,
         "publish retry": True,
         "publish dead letter": True,
+        "read own outage tier": True,
+        "bring back to own work queue": True,
+        "bring back to crm's work queue": False,
         "publish crm's retry": False,
         "publish events": False,
         "read held deliveries": False,

@@ -11,6 +11,7 @@ from aio_pika.abc import AbstractRobustConnection
 from consumers.runtime import Delivery, HandlerSpec, Supervisor
 from consumers.runtime.breaker import BreakerState
 from consumers.runtime.handler import AnyEnvelope
+from contracts.messages import OUTAGE_RETRIES_HEADER, PROBE_FROM_HEADER
 from fleet.errors import PermanentError, TransientError
 from fleet.settings import Settings
 from tests.builders import order_event
@@ -270,3 +271,89 @@ async def test_an_open_breaker_says_why_on_readyz_and_logs_once_per_outage(
     lines = [r.getMessage() for r in caplog.records if r.name == "consumers.runtime"]
     assert len([m for m in lines if m.startswith("circuit open")]) == 1, lines
     assert len([m for m in lines if m.startswith("circuit closed")]) == 1, lines
+
+
+class Recording(Target):
+    """A target that also keeps the headers of every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headers: list[dict[str, object]] = []
+
+    async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
+        self.headers.append(dict(delivery.headers))
+        await super().__call__(event, delivery)
+
+
+#: A short tier and a ten-minute one: the second is what a test must not wait out.
+LONG_TIERS = (0.5, 600.0)
+LONG_TIER = names.retry_queue("analytics", 600.0)
+
+
+async def test_messages_in_a_long_outage_tier_come_back_as_soon_as_the_target_does(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    # Given a consumer whose target stayed down until what it held waits in a 10-minute tier
+    fleet = fast_fleet(
+        "analytics", prefetch=4, max_attempts=2, outage_tiers=LONG_TIERS, breaker=QUICK_BREAKER
+    )
+    await apply(connection, fleet, vhost)
+    target = Target()
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    try:
+        for _ in range(10):
+            await publish(connection, order_event("order.paid", unique=True))
+
+        async def all_in_the_long_tier() -> bool:
+            # (one may be out probing the target)
+            return await depth(connection, LONG_TIER) >= 9
+
+        await wait_until(all_in_the_long_tier, timeout=20)
+        # When the target comes back, they are all done within seconds, not ten minutes
+        target.up = True
+        await wait_until(lambda: len(target.done) == 10, timeout=20)
+        assert await depth(connection, LONG_TIER) == 0
+    finally:
+        await sup.stop(5)
+    assert worker.stats["dead"] == 0
+    assert await depth(connection, names.dead_letter_queue("analytics")) == 0
+
+
+async def test_a_message_taken_early_to_probe_goes_back_to_its_tier_counting_nothing(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings
+) -> None:
+    # Given one order waiting in the 10-minute tier, the work queue empty, the target down
+    fleet = fast_fleet(
+        "analytics", prefetch=1, max_attempts=2, outage_tiers=LONG_TIERS, breaker=QUICK_BREAKER
+    )
+    await apply(connection, fleet, vhost)
+    target = Recording()
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    try:
+        await publish(connection, order_event("order.paid", unique=True))
+
+        async def in_the_long_tier() -> bool:
+            return await depth(connection, LONG_TIER) == 1
+
+        await wait_until(in_the_long_tier, timeout=20)
+        # When the half-open breaker takes it early as its probe, again and again
+        calls = target.calls
+        await wait_until(lambda: target.calls >= calls + 3, timeout=20)
+        # Then it goes back to the same tier each time, its outage retries what they were
+        assert [h.get(OUTAGE_RETRIES_HEADER) for h in target.headers[calls:]][:3] == [2, 2, 2]
+        assert all(h.get(PROBE_FROM_HEADER) == 600.0 for h in target.headers[calls:])
+        # And the first probe after the target is back closes the breaker and does it
+        target.up = True
+        await wait_until(lambda: len(target.done) == 1, timeout=20)
+    finally:
+        await sup.stop(5)
+    assert worker.stats["dead"] == 0
+    assert await depth(connection, LONG_TIER) == 0
