@@ -357,3 +357,51 @@ async def test_a_message_taken_early_to_probe_goes_back_to_its_tier_counting_not
         await sup.stop(5)
     assert worker.stats["dead"] == 0
     assert await depth(connection, LONG_TIER) == 0
+
+
+async def test_without_the_way_back_messages_wait_out_their_tier_and_the_log_says_why(
+    connection: AbstractRobustConnection,
+    vhost: str,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a topology from before the way back (no binding from the retry exchange to the
+    # work queue) and orders waiting in the 10-minute tier
+    fleet = fast_fleet(
+        "analytics", prefetch=4, max_attempts=2, outage_tiers=LONG_TIERS, breaker=QUICK_BREAKER
+    )
+    await apply(connection, fleet, vhost)
+    async with connection.channel() as channel:
+        work = await channel.declare_queue(names.work_queue("analytics"), passive=True)
+        await work.unbind(names.retry_exchange("analytics"), names.work_queue("analytics"))
+    target = Target()
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    caplog.set_level(logging.INFO, logger="consumers.runtime")
+    try:
+        for _ in range(5):
+            await publish(connection, order_event("order.paid", unique=True))
+
+        async def all_in_the_long_tier() -> bool:
+            return await depth(connection, LONG_TIER) == 5
+
+        await wait_until(all_in_the_long_tier, timeout=20)
+        # When the target is back (a probe still comes: a new order)
+        target.up = True
+        await publish(connection, order_event("order.paid", unique=True))
+        await wait_until(lambda: len(target.done) == 1, timeout=20)
+        await wait_until(
+            lambda: any("could not take messages back" in r.getMessage() for r in caplog.records),
+            timeout=10,
+        )
+    finally:
+        await sup.stop(5)
+    # Then the others still wait in their tier, none lost, none dead-lettered
+    assert await depth(connection, LONG_TIER) == 5
+    assert worker.stats["dead"] == 0
+    assert await depth(connection, names.dead_letter_queue("analytics")) == 0
+    line = next(r.getMessage() for r in caplog.records if "could not take" in r.getMessage())
+    assert "they return when their wait ends" in line and "\n" not in line
