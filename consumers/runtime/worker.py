@@ -18,7 +18,8 @@ delivery is handled at all and stops and resumes consuming, which hooks cannot. 
 handler's outcomes: when the target keeps failing, the worker stops taking deliveries instead
 of draining its queue into retries and the DLQ (what it holds goes to an outage tier untried,
 never waiting unacked past a probe), lets one probe through after a cool-down, and resumes when
-the probe succeeds. ``breaker.py`` keeps its state.
+the probe succeeds, bringing back at once what waits in the outage tiers (``recall.py``).
+``breaker.py`` keeps its state.
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ class ConsumerWorker:
         #: The last failure the breaker counted, for /readyz while it is open.
         self._last_failure = ""
         self._opened_at = 0.0
+        #: Why the last move from the outage tiers failed (None: it did not), logged once.
+        self._recall_failure: str | None = None
         self.dependency = DependencyPause(
             probe=self._probe_dependencies,
             pause=self.pause,
@@ -585,13 +588,19 @@ class ConsumerWorker:
                 keep_going=keep_going,
             )
         except Exception as exc:
-            # Nothing is lost: what stays in a tier comes back when its wait ends.
-            self._log.error(
+            # Nothing is lost: what stays in a tier comes back when its wait ends. Said once
+            # per cause, not at every probe of an outage.
+            reason = describe(exc)
+            level = logging.DEBUG if reason == self._recall_failure else logging.ERROR
+            self._recall_failure = reason
+            self._log.log(
+                level,
                 "could not take messages back from the outage tiers (%s); "
                 "they return when their wait ends",
-                describe(exc),
+                reason,
             )
             return 0
+        self._recall_failure = None
         count = moved.total()
         observe.count_recalled(self.policy.name, count)
         if probe and count:

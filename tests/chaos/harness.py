@@ -465,6 +465,23 @@ class ChaosFleet:
                     expected.add((policy.name, key(event)))
         return expected
 
+    def recalled(self) -> int:
+        """Messages the running consumers brought back early from their outage tiers (their
+        ``woofleet_consumer_recalled_total``; a consumer killed meanwhile took its count along)."""
+        total = 0
+        with httpx.Client(timeout=2) as client:
+            for port in self.ports.values():
+                try:
+                    text = client.get(f"http://127.0.0.1:{port}/metrics").text
+                except httpx.HTTPError:
+                    continue
+                total += sum(
+                    round(float(line.rsplit(" ", 1)[1]))
+                    for line in text.splitlines()
+                    if line.startswith("woofleet_consumer_recalled_total{")
+                )
+        return total
+
     def figures(self, scenario: str, sent: Sent | None, seconds: float) -> Figures:
         done = self.ledger()
         expected = self.expected_effects()
@@ -505,6 +522,8 @@ class ChaosFleet:
         )
         if self._restarts:
             figures.notes.append(f"{self._restarts} process restarts")
+        if recalled := self.recalled():
+            figures.notes.append(f"{recalled} messages brought back early from outage tiers")
         missing = Counter(consumer for consumer, _ in expected - done)
         if missing:
             figures.notes.append(f"lost by consumer: {dict(sorted(missing.items()))}")
