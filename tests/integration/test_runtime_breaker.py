@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from consumers.runtime import Delivery, HandlerSpec, Supervisor
 from consumers.runtime.breaker import BreakerState
-from consumers.runtime.handler import AnyEnvelope
+from consumers.runtime.handler import AnyEnvelope, Handler
 from contracts.messages import OUTAGE_RETRIES_HEADER, PROBE_FROM_HEADER
 from fleet.errors import PermanentError, TransientError
 from fleet.settings import Settings
@@ -22,6 +25,28 @@ from topology.fleet import BreakerPolicy
 pytestmark = pytest.mark.integration
 
 SPEC = HandlerSpec()
+
+
+@contextlib.asynccontextmanager
+async def running(
+    connection: AbstractRobustConnection,
+    vhost: str,
+    settings: Settings,
+    target: Handler,
+    **fleet_changes: Any,
+) -> AsyncIterator[Supervisor]:
+    """The analytics consumer alone, ``target`` its handler, on a fast fleet with
+    ``fleet_changes``; stopped when the block ends."""
+    fleet = fast_fleet("analytics", **fleet_changes)
+    await apply(connection, fleet, vhost)
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
+    )
+    await sup.start()
+    try:
+        yield sup
+    finally:
+        await sup.stop(5)
 
 
 class Target:
@@ -42,15 +67,11 @@ async def test_open_breaker_stops_consuming_then_a_probe_closes_it(
 ) -> None:
     # Given a consumer whose target is down, with a breaker that opens after 3 failures
     breaker = BreakerPolicy(window=30, failure_ratio=0.5, min_calls=3, cool_down=1.0)
-    fleet = fast_fleet("analytics", prefetch=1, max_attempts=5, breaker=breaker)
-    await apply(connection, fleet, vhost)
     target = Target()
-    sup = Supervisor(
-        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
-    )
-    await sup.start()
-    worker = sup.workers["analytics"]
-    try:
+    async with running(
+        connection, vhost, settings, target, prefetch=1, max_attempts=5, breaker=breaker
+    ) as sup:
+        worker = sup.workers["analytics"]
         # When ten orders arrive
         for _ in range(10):
             await publish(connection, order_event("order.paid", unique=True))
@@ -71,8 +92,6 @@ async def test_open_breaker_stops_consuming_then_a_probe_closes_it(
         # When the target comes back, the next probe closes the breaker and all ten are done
         target.up = True
         await wait_until(lambda: len(target.done) == 10, timeout=20)
-    finally:
-        await sup.stop(5)
     assert worker.breaker.state is BreakerState.CLOSED
     assert worker.stats["dead"] == 0
     assert worker.stats["handled"] == 10
@@ -123,18 +142,18 @@ async def test_an_outage_ends_with_every_effect_once_and_an_empty_dlq(
     before: int,
 ) -> None:
     # Given a two-attempt consumer (which had handled `before` orders)
-    fleet = fast_fleet(
-        "analytics", max_attempts=2, outage_tiers=OUTAGE_TIERS, breaker=QUICK_BREAKER
-    )
-    await apply(connection, fleet, vhost)
     target = Refusing(error)
     target.refusing = False
-    sup = Supervisor(
-        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
-    )
-    await sup.start()
-    worker = sup.workers["analytics"]
-    try:
+    async with running(
+        connection,
+        vhost,
+        settings,
+        target,
+        max_attempts=2,
+        outage_tiers=OUTAGE_TIERS,
+        breaker=QUICK_BREAKER,
+    ) as sup:
+        worker = sup.workers["analytics"]
         for _ in range(before):
             await publish(connection, order_event("order.paid", unique=True))
         await wait_until(lambda: len(target.done) == before)
@@ -146,8 +165,6 @@ async def test_an_outage_ends_with_every_effect_once_and_an_empty_dlq(
         # When it comes back
         target.refusing = False
         await wait_until(lambda: len(target.done) == before + 20 - dead, timeout=30)
-    finally:
-        await sup.stop(5)
     # Then every effect is done once and nothing else waits for a person
     assert sorted(set(target.done)) == sorted(target.done)
     assert worker.stats["dead"] == dead
@@ -160,20 +177,22 @@ async def test_a_4xx_is_the_orders_own_only_while_the_target_answers_other_order
 ) -> None:
     # Given a busy consumer whose breaker never opens (so only the ladder decides)
     never = BreakerPolicy(window=30, failure_ratio=0.5, min_calls=10_000, cool_down=0.5)
-    fleet = fast_fleet("analytics", max_attempts=2, outage_tiers=OUTAGE_TIERS, breaker=never)
-    await apply(connection, fleet, vhost)
     events = [order_event("order.paid", unique=True) for _ in range(20)]
     target = Refusing(
         PermanentError("collector answered 400: unknown field"),
         refuse_only=str(events[5].event_id) if one_order else None,
     )
     target.refusing = False
-    sup = Supervisor(
-        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
-    )
-    await sup.start()
-    worker = sup.workers["analytics"]
-    try:
+    async with running(
+        connection,
+        vhost,
+        settings,
+        target,
+        max_attempts=2,
+        outage_tiers=OUTAGE_TIERS,
+        breaker=never,
+    ) as sup:
+        worker = sup.workers["analytics"]
         for _ in range(50):
             await publish(connection, order_event("order.paid", unique=True))
         await wait_until(lambda: len(target.done) == 50)
@@ -187,8 +206,6 @@ async def test_a_4xx_is_the_orders_own_only_while_the_target_answers_other_order
         )
         target.refusing = False
         await wait_until(lambda: len(target.done) == 50 + 19, timeout=15)
-    finally:
-        await sup.stop(5)
     # Then only one order reaches the DLQ: the first refused (nothing told it from a bad order
     # yet), or the one bad order
     assert worker.stats["dead"] == 1
@@ -200,17 +217,18 @@ async def test_while_the_breaker_stays_open_deliveries_wait_in_queues_not_in_mem
     connection: AbstractRobustConnection, vhost: str, settings: Settings
 ) -> None:
     # Given a consumer taking four at a time whose target is down past several probes
-    fleet = fast_fleet(
-        "analytics", prefetch=4, max_attempts=2, outage_tiers=OUTAGE_TIERS, breaker=QUICK_BREAKER
-    )
-    await apply(connection, fleet, vhost)
     target = Target()
-    sup = Supervisor(
-        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
-    )
-    await sup.start()
-    worker = sup.workers["analytics"]
-    try:
+    async with running(
+        connection,
+        vhost,
+        settings,
+        target,
+        prefetch=4,
+        max_attempts=2,
+        outage_tiers=OUTAGE_TIERS,
+        breaker=QUICK_BREAKER,
+    ) as sup:
+        worker = sup.workers["analytics"]
         for _ in range(10):
             await publish(connection, order_event("order.paid", unique=True))
         # When probes keep failing (three failures open it, each probe is one more call),
@@ -227,8 +245,6 @@ async def test_while_the_breaker_stays_open_deliveries_wait_in_queues_not_in_mem
         # And once the target is back every order is handled once, none dead-lettered
         target.up = True
         await wait_until(lambda: len(target.done) == 10, timeout=20)
-    finally:
-        await sup.stop(5)
     assert worker.stats["dead"] == 0
     assert await depth(connection, names.dead_letter_queue("analytics")) == 0
 
@@ -239,17 +255,18 @@ async def test_an_open_breaker_says_why_on_readyz_and_logs_once_per_outage(
     settings: Settings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fleet = fast_fleet(
-        "analytics", prefetch=1, max_attempts=2, outage_tiers=OUTAGE_TIERS, breaker=QUICK_BREAKER
-    )
-    await apply(connection, fleet, vhost)
     target = Target()
-    sup = Supervisor(
-        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
-    )
-    await sup.start()
-    caplog.set_level(logging.INFO, logger="consumers.runtime")
-    try:
+    async with running(
+        connection,
+        vhost,
+        settings,
+        target,
+        prefetch=1,
+        max_attempts=2,
+        outage_tiers=OUTAGE_TIERS,
+        breaker=QUICK_BREAKER,
+    ) as sup:
+        caplog.set_level(logging.INFO, logger="consumers.runtime")
         for _ in range(5):
             await publish(connection, order_event("order.paid", unique=True))
         # When the target stays down through several probes
@@ -265,8 +282,6 @@ async def test_an_open_breaker_says_why_on_readyz_and_logs_once_per_outage(
         target.up = True
         await wait_until(lambda: len(target.done) == 5, timeout=20)
         await wait_until(lambda: sup.ready()[0], timeout=5)
-    finally:
-        await sup.stop(5)
     # One line when it opened and one when it closed, not one per failed probe
     lines = [r.getMessage() for r in caplog.records if r.name == "consumers.runtime"]
     assert len([m for m in lines if m.startswith("circuit open")]) == 1, lines
@@ -285,40 +300,40 @@ class Recording(Target):
         await super().__call__(event, delivery)
 
 
-#: A short tier and a ten-minute one: the second is what a test must not wait out.
-LONG_TIERS = (0.5, 600.0)
+#: A two-attempt consumer with a quick breaker, a short outage tier and a ten-minute one (what
+#: a test must not wait out).
+LONG_OUTAGE: dict[str, Any] = {
+    "max_attempts": 2,
+    "outage_tiers": (0.5, 600.0),
+    "breaker": QUICK_BREAKER,
+}
 LONG_TIER = names.retry_queue("analytics", 600.0)
+
+
+def long_tier_holds(
+    connection: AbstractRobustConnection, at_least: int
+) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await depth(connection, LONG_TIER) >= at_least
+
+    return check
 
 
 async def test_messages_in_a_long_outage_tier_come_back_as_soon_as_the_target_does(
     connection: AbstractRobustConnection, vhost: str, settings: Settings
 ) -> None:
     # Given a consumer whose target stayed down until what it held waits in a 10-minute tier
-    fleet = fast_fleet(
-        "analytics", prefetch=4, max_attempts=2, outage_tiers=LONG_TIERS, breaker=QUICK_BREAKER
-    )
-    await apply(connection, fleet, vhost)
     target = Target()
-    sup = Supervisor(
-        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
-    )
-    await sup.start()
-    worker = sup.workers["analytics"]
-    try:
+    async with running(connection, vhost, settings, target, prefetch=4, **LONG_OUTAGE) as sup:
+        worker = sup.workers["analytics"]
         for _ in range(10):
             await publish(connection, order_event("order.paid", unique=True))
-
-        async def all_in_the_long_tier() -> bool:
-            # (one may be out probing the target)
-            return await depth(connection, LONG_TIER) >= 9
-
-        await wait_until(all_in_the_long_tier, timeout=20)
+        # (one may be out probing the target)
+        await wait_until(long_tier_holds(connection, 9), timeout=20)
         # When the target comes back, they are all done within seconds, not ten minutes
         target.up = True
         await wait_until(lambda: len(target.done) == 10, timeout=20)
         assert await depth(connection, LONG_TIER) == 0
-    finally:
-        await sup.stop(5)
     assert worker.stats["dead"] == 0
     assert await depth(connection, names.dead_letter_queue("analytics")) == 0
 
@@ -327,23 +342,11 @@ async def test_a_message_taken_early_to_probe_goes_back_to_its_tier_counting_not
     connection: AbstractRobustConnection, vhost: str, settings: Settings
 ) -> None:
     # Given one order waiting in the 10-minute tier, the work queue empty, the target down
-    fleet = fast_fleet(
-        "analytics", prefetch=1, max_attempts=2, outage_tiers=LONG_TIERS, breaker=QUICK_BREAKER
-    )
-    await apply(connection, fleet, vhost)
     target = Recording()
-    sup = Supervisor(
-        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
-    )
-    await sup.start()
-    worker = sup.workers["analytics"]
-    try:
+    async with running(connection, vhost, settings, target, prefetch=1, **LONG_OUTAGE) as sup:
+        worker = sup.workers["analytics"]
         await publish(connection, order_event("order.paid", unique=True))
-
-        async def in_the_long_tier() -> bool:
-            return await depth(connection, LONG_TIER) == 1
-
-        await wait_until(in_the_long_tier, timeout=20)
+        await wait_until(long_tier_holds(connection, 1), timeout=20)
         # When the half-open breaker takes it early as its probe, again and again
         calls = target.calls
         await wait_until(lambda: target.calls >= calls + 3, timeout=20)
@@ -353,8 +356,6 @@ async def test_a_message_taken_early_to_probe_goes_back_to_its_tier_counting_not
         # And the first probe after the target is back closes the breaker and does it
         target.up = True
         await wait_until(lambda: len(target.done) == 1, timeout=20)
-    finally:
-        await sup.stop(5)
     assert worker.stats["dead"] == 0
     assert await depth(connection, LONG_TIER) == 0
 
@@ -367,28 +368,16 @@ async def test_without_the_way_back_messages_wait_out_their_tier_and_the_log_say
 ) -> None:
     # Given a topology from before the way back (no binding from the retry exchange to the
     # work queue) and orders waiting in the 10-minute tier
-    fleet = fast_fleet(
-        "analytics", prefetch=4, max_attempts=2, outage_tiers=LONG_TIERS, breaker=QUICK_BREAKER
-    )
-    await apply(connection, fleet, vhost)
-    async with connection.channel() as channel:
-        work = await channel.declare_queue(names.work_queue("analytics"), passive=True)
-        await work.unbind(names.retry_exchange("analytics"), names.work_queue("analytics"))
     target = Target()
-    sup = Supervisor(
-        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, target)}
-    )
-    await sup.start()
-    worker = sup.workers["analytics"]
-    caplog.set_level(logging.INFO, logger="consumers.runtime")
-    try:
+    async with running(connection, vhost, settings, target, prefetch=4, **LONG_OUTAGE) as sup:
+        worker = sup.workers["analytics"]
+        async with connection.channel() as channel:
+            work = await channel.declare_queue(names.work_queue("analytics"), passive=True)
+            await work.unbind(names.retry_exchange("analytics"), names.work_queue("analytics"))
+        caplog.set_level(logging.INFO, logger="consumers.runtime")
         for _ in range(5):
             await publish(connection, order_event("order.paid", unique=True))
-
-        async def all_in_the_long_tier() -> bool:
-            return await depth(connection, LONG_TIER) == 5
-
-        await wait_until(all_in_the_long_tier, timeout=20)
+        await wait_until(long_tier_holds(connection, 5), timeout=20)
         # When the target is back (a probe still comes: a new order)
         target.up = True
         await publish(connection, order_event("order.paid", unique=True))
@@ -397,8 +386,6 @@ async def test_without_the_way_back_messages_wait_out_their_tier_and_the_log_say
             lambda: any("could not take messages back" in r.getMessage() for r in caplog.records),
             timeout=10,
         )
-    finally:
-        await sup.stop(5)
     # Then the others still wait in their tier, none lost, none dead-lettered
     assert await depth(connection, LONG_TIER) == 5
     assert worker.stats["dead"] == 0
