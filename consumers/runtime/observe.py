@@ -147,8 +147,7 @@ class _RuntimeMetrics(Collector):
     ``woofleet_consumer_in_flight``, ``woofleet_dead_letters_total``,
     ``woofleet_consumer_requeues_total``, ``woofleet_consumer_runtime_failures_total``,
     ``woofleet_consumer_dependency_pauses_total``, ``woofleet_consumer_recalled_total`` and
-    ``woofleet_breaker_state`` (0 closed,
-    1 half-open, 2 open), labelled by consumer."""
+    ``woofleet_breaker_state`` (0 closed, 1 half-open, 2 open), labelled by consumer."""
 
     def collect(self) -> Iterator[Metric]:
         messages = CounterMetricFamily(
