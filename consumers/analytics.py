@@ -16,6 +16,7 @@ Set ``WOOFLEET_ANALYTICS_URL`` to e.g.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any, cast
 
 from consumers.adapters.http_target import HttpTarget, target_from_settings
@@ -93,7 +94,9 @@ class AnalyticsHandler:
         order = cast(OrderData, event.data)
         ga_event = ga4_event(event, order)
         if ga_event is None:
-            delivery.log.debug("%s is not an analytics event; skipped", event.event_type)
+            delivery.nothing_to_do(
+                "%s is not an analytics event; skipped", event.event_type, level=logging.DEBUG
+            )
             return
         body = {
             "client_id": client_id(event, order),

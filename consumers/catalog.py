@@ -115,7 +115,7 @@ class CatalogHandler:
     async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
         if event.event_type == "product.updated":
             product = cast(ProductData, event.data)
-            delivery.log.info(
+            delivery.nothing_to_do(
                 "product %d updated in the shop (sku %s, stock %s); nothing to do",
                 product.id,
                 product.sku or "-",

@@ -57,7 +57,7 @@ class CrmHandler:
         order = cast(OrderData, event.data)
         contact_ref = contact_id(order)
         if contact_ref is None:
-            delivery.log.info("order %s: guest without an email; no contact", order.number)
+            delivery.nothing_to_do("order %s: guest without an email; no contact", order.number)
             return
         key = delivery.idempotency_key
         await self.target.send(

@@ -47,19 +47,19 @@ class LoyaltyHandler:
     async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
         order = cast(OrderData, event.data)
         if not order.customer.id:
-            delivery.log.info("order %s is a guest order; guests earn no points", order.number)
+            delivery.nothing_to_do("order %s is a guest order; guests earn no points", order.number)
             return
         if event.event_type == "order.completed":
             kind, amount = "award", order.total
         elif order.date_completed_gmt is None:
-            delivery.log.info("order %s never completed; no points to reverse", order.number)
+            delivery.nothing_to_do("order %s never completed; no points to reverse", order.number)
             return
         else:
             kind = "reverse"
             amount = order.refund.amount if order.refund else order.refunded_total
         earned = points(amount, self.points_per_unit)
         if earned <= 0:
-            delivery.log.info("order %s: %s of 0 points; nothing to send", order.number, kind)
+            delivery.nothing_to_do("order %s: %s of 0 points; nothing to send", order.number, kind)
             return
         body = {
             "type": kind,

@@ -47,11 +47,16 @@ class OrderEmail:
             context["refund"] = order.refund
         # The admin first: should the customer's send fail and be retried, the duplicate lands
         # in the shop's inbox, never the shopper's.
-        if event.event_type == "order.created" and self.admin_email:
+        admin = event.event_type == "order.created" and bool(self.admin_email)
+        if admin:
             await self._send_admin(context, delivery)
         email = order.customer.email or order.billing.email
         if not email:
-            delivery.log.info("order %s has no customer email address; nothing to send", order.id)
+            why = "order %s has no customer email address; nothing to send"
+            if admin:  # the mail server was reached for the admin's copy
+                delivery.log.info(why, order.id)
+            else:
+                delivery.nothing_to_do(why, order.id)
             return
         name = f"{order.billing.first_name} {order.billing.last_name}"
         kind = CUSTOMER_EMAILS[event.event_type]

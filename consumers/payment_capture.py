@@ -30,6 +30,7 @@ as the Basic-auth user name).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -148,7 +149,7 @@ class PaymentCaptureHandler:
     async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
         order = cast(OrderData, event.data)
         if not awaits_capture(event):
-            delivery.log.info(
+            delivery.nothing_to_do(
                 "order %s is %s: not waiting for a capture", order.number, order.status
             )
             return
@@ -171,7 +172,7 @@ class PaymentCaptureHandler:
     async def _capture(self, order: OrderData, delivery: Delivery) -> Captured | None:
         """Capture what is due; None when there is nothing to capture."""
         if not is_authorise_only(order, self.capture_methods):
-            delivery.log.info(
+            delivery.nothing_to_do(
                 "order %s was charged at checkout (%s); nothing to capture",
                 order.number,
                 order.payment_method or "no payment method",
@@ -184,10 +185,11 @@ class PaymentCaptureHandler:
             )
         due = order.total - order.refunded_total
         if due <= 0:
-            delivery.log.warning(
+            delivery.nothing_to_do(
                 "order %s was refunded in full before capture; release the authorisation "
                 "in the gateway instead",
                 order.number,
+                level=logging.WARNING,
             )
             return None
         answer = await self.target.send(

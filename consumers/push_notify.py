@@ -96,10 +96,11 @@ class PushNotifyHandler:
             self._sent.popitem(last=False)
         owed = [t for t in self.targets if t not in self.unregistered and t not in done]
         if not owed and not done:
-            delivery.log.warning(
+            delivery.nothing_to_do(
                 "order %s: every device token is unregistered and no topic is set; nothing "
                 "sent: register the app's current tokens in WOOFLEET_FCM_TOKENS",
                 order.number,
+                level=logging.WARNING,
             )
         message = notification(order, collapse_key(delivery.idempotency_key))
         failures: list[tuple[str, HandlerError]] = []

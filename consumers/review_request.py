@@ -47,7 +47,7 @@ class ReviewRequest:
                 url = review_url(context["shop_url"], line.product_id)
                 products[line.product_id] = {"name": line.name, "review_url": url}
         if not products:
-            delivery.log.info("order %s has no product left to review; nothing sent", order.id)
+            delivery.nothing_to_do("order %s has no product left to review; nothing sent", order.id)
             return
         message = compose(
             render_email("review_request", products=list(products.values()), **context),

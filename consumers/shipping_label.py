@@ -108,13 +108,13 @@ class ShippingLabelHandler:
 
     async def _buy(self, order: OrderData, delivery: Delivery) -> None:
         if not (order.shipping.address_1 and order.shipping.country):
-            delivery.log.info("order %s has no shipping address: no label", order.number)
+            delivery.nothing_to_do("order %s has no shipping address: no label", order.number)
             return
         # The order may have been cancelled since it was paid (its order.cancelled handled
         # while this waited or retried): a label bought now would never be voided.
         now = await self.writeback.order_status(order.id)
         if now in UNSHIPPABLE:
-            delivery.log.info("order %s is %s now: no label", order.number, now)
+            delivery.nothing_to_do("order %s is %s now: no label", order.number, now)
             return
         shipment: dict[str, Any] = {
             "address_from": self.ship_from,
@@ -157,7 +157,7 @@ class ShippingLabelHandler:
     async def _void(self, order: OrderData, delivery: Delivery) -> None:
         transaction = order.meta.get(LABEL_META, "")
         if not transaction:
-            delivery.log.info("order %s was cancelled before a label was bought", order.number)
+            delivery.nothing_to_do("order %s was cancelled before a label was bought", order.number)
             return
         await self.carrier.void(transaction, idempotency_key=delivery.idempotency_key)
         await self.writeback.add_note(

@@ -98,12 +98,12 @@ class StockHandler:
         order = cast(OrderData, event.data)
         decision = decide(event)
         if decision.kind is None:
-            delivery.log.info("order %s: %s", order.number, decision.reason)
+            delivery.nothing_to_do("order %s: %s", order.number, decision.reason)
             return
         kind = decision.kind
         body = movement(order, kind, decision.reason)
         if not body["lines"]:
-            delivery.log.info(
+            delivery.nothing_to_do(
                 "order %s has no lines with a quantity; nothing to move", order.number
             )
             return

@@ -71,7 +71,9 @@ class WarehouseHandler:
         key = delivery.idempotency_key
         if event.event_type == "order.paid":
             if not order.shipping_lines:
-                delivery.log.info("order %s has no shipping lines; nothing to ship", order.number)
+                delivery.nothing_to_do(
+                    "order %s has no shipping lines; nothing to ship", order.number
+                )
                 return
             body = fulfilment_request(order, delivery.priority)
             await self.target.send("POST", "/fulfilments", idempotency_key=key, json=body)
@@ -80,7 +82,7 @@ class WarehouseHandler:
             )
             return
         if order.date_paid_gmt is None or not order.shipping_lines:
-            delivery.log.info(
+            delivery.nothing_to_do(
                 "order %s was never sent to the warehouse; nothing to cancel", order.number
             )
             return

@@ -141,6 +141,12 @@ class CircuitBreaker:
             ):
                 self._open(now)
 
+    def record_nothing(self) -> None:
+        """A call :meth:`allow` let through reached no target (its event needed no effect, or
+        broke its contract): it tells nothing, so in half-open the next call is the probe."""
+        if self._state is BreakerState.HALF_OPEN:
+            self._probe_out = False
+
     def others_failed(self, key: str) -> bool:
         """Did the latest call for a delivery other than ``key``, within the window, fail?"""
         latest = self._latest

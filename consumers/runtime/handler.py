@@ -43,6 +43,20 @@ class Delivery:
     business_key: str
     log: logging.LoggerAdapter[logging.Logger]
     headers: dict[str, Any] = field(default_factory=dict)
+    #: Filled by :meth:`nothing_to_do` (a list: the dataclass is frozen, this one mark is not).
+    _nothing_done: list[str] = field(default_factory=list, repr=False)
+
+    def nothing_to_do(self, message: str, *args: Any, level: int = logging.INFO) -> None:
+        """Log why this event needs no effect and reach no target for it. The handler's success
+        then says nothing about its target: a probe of an open circuit breaker that did nothing
+        does not close it (an outage is not over because a guest order earns no points)."""
+        self.log.log(level, message, *args)
+        self._nothing_done.append(message)
+
+    @property
+    def did_nothing(self) -> bool:
+        """Whether the handler said it had nothing to do (see :meth:`nothing_to_do`)."""
+        return bool(self._nothing_done)
 
     @property
     def idempotency_key(self) -> str:

@@ -438,10 +438,15 @@ class ConsumerWorker:
                 return
         exception = await self._run_handler(event, delivery)
         # A target refusing (4xx) counts against it like one failing: refusing everything is
-        # an outage too (a changed credential or API). Only a contract error is the message's.
-        ok = exception is None or isinstance(exception, ContractError)
-        self.breaker.record(ok, delivery.message_id)
-        if not ok and exception is not None:
+        # an outage too (a changed credential or API). A contract error is the message's, and a
+        # handler with nothing to do reached no target: neither says anything about it (a guest
+        # order earning no points must not close the breaker of a loyalty API that is down).
+        if exception is None and not delivery.did_nothing:
+            self.breaker.record(True, delivery.message_id)
+        elif exception is None or isinstance(exception, ContractError):
+            self.breaker.record_nothing()
+        else:
+            self.breaker.record(False, delivery.message_id)
             self._last_failure = describe(exception)
         if exception is None:
             if self.spec.business_key and self.ledger:

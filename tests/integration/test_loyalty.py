@@ -98,6 +98,9 @@ async def test_guests_earn_nothing_and_it_says_so(
 ) -> None:
     caplog.set_level(logging.INFO)
     event = completed(customer_id=0)
-    await handler(event, delivery_for("loyalty", event))
+    delivery = delivery_for("loyalty", event)
+    await handler(event, delivery)
     assert server.requests == []
     assert "order 11 is a guest order; guests earn no points" in caplog.text
+    # which tells the runtime its success says nothing about the loyalty API (the breaker)
+    assert delivery.did_nothing

@@ -394,3 +394,53 @@ async def test_without_the_way_back_messages_wait_out_their_tier_and_the_log_say
     lines = [r.getMessage() for r in caplog.records if "could not take" in r.getMessage()]
     assert len(lines) == 1, lines
     assert "they return when their wait ends" in lines[0] and "\n" not in lines[0]
+
+
+class Choosy(Recording):
+    """Down like :class:`Target`, but an order whose event id is in ``noops`` needs no effect:
+    its handling reaches no target."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noops: set[str] = set()
+        self.skipped = 0
+
+    async def __call__(self, event: AnyEnvelope, delivery: Delivery) -> None:
+        if str(event.event_id) in self.noops:
+            self.skipped += 1
+            delivery.nothing_to_do("order %s needs nothing from the collector", event.event_id)
+            return
+        await super().__call__(event, delivery)
+
+
+async def test_a_probe_with_nothing_to_do_leaves_the_breaker_open_and_the_tiers_alone(
+    connection: AbstractRobustConnection,
+    vhost: str,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given orders waiting in the 10-minute tier while the target is down
+    target = Choosy()
+    caplog.set_level(logging.INFO, logger="consumers.runtime")
+    async with running(connection, vhost, settings, target, prefetch=1, **LONG_OUTAGE) as sup:
+        worker = sup.workers["analytics"]
+        for _ in range(5):
+            await publish(connection, order_event("order.paid", unique=True))
+        await wait_until(long_tier_holds(connection, 4), timeout=20)
+        # When an order that needs no effect (a guest earning no points) is let through as the
+        # probe, and succeeds without reaching the target
+        noop = order_event("order.paid", unique=True)
+        target.noops.add(str(noop.event_id))
+        await publish(connection, noop)
+        await wait_until(lambda: target.skipped == 1, timeout=10)
+        await wait_until(long_tier_holds(connection, 4), timeout=5)
+        # Then nothing says the target is back: the breaker does not close, and what waits in
+        # the tiers stays there (it would only fail again, one outage retry more each)
+        assert not [r for r in caplog.records if r.getMessage().startswith("circuit closed")]
+        assert worker.breaker.state is not BreakerState.CLOSED
+        # And once the target is back, the next real probe closes it and all five are done
+        target.up = True
+        await wait_until(lambda: len(target.done) == 5, timeout=20)
+    assert worker.stats["dead"] == 0
+    # and no order spent an outage retry on the false recovery
+    assert max(int(str(h.get(OUTAGE_RETRIES_HEADER, 0))) for h in target.headers) <= 2

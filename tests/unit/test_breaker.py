@@ -118,6 +118,27 @@ def test_a_successful_probe_closes_it_with_a_clean_window(clock: Clock) -> None:
     assert state(b) is BreakerState.CLOSED
 
 
+def test_a_probe_that_reached_no_target_tells_nothing_and_the_next_call_probes(
+    clock: Clock,
+) -> None:
+    b = breaker(clock)
+    record(b, False, False, False, False)
+    clock.advance(30)
+    assert b.allow()
+    # The probe's event needed no effect (a guest order earns no points): still half-open
+    b.record_nothing()
+    assert state(b) is BreakerState.HALF_OPEN
+    # and the next call is the probe
+    assert b.allow() is True
+    assert b.allow() is False
+    b.record(True)
+    assert state(b) is BreakerState.CLOSED
+    # Closed, such a call changes nothing either.
+    record(b, False, False, False)
+    b.record_nothing()
+    assert state(b) is BreakerState.CLOSED and b.failure_rate == 1.0
+
+
 def test_a_failed_probe_reopens_it_for_a_full_cool_down(clock: Clock) -> None:
     b = breaker(clock)
     record(b, False, False, False, False)
