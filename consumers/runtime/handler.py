@@ -13,7 +13,10 @@ knows for the event types the row's bindings route (:func:`topology.routing.acce
 The handler makes no broker calls: ack, retry, dead-lettering, timeouts and the idempotency
 ledger belong to the runtime. Its failure classes are the errors it raises:
 :class:`~fleet.errors.TransientError` (retried) and :class:`~fleet.errors.PermanentError`
-(dead-lettered at once); any other exception counts as transient.
+(dead-lettered at once); any other exception counts as transient. A handler that finds
+nothing to do for an event (a guest order earns no points) returns after
+``delivery.nothing_to_do(reason)``: the circuit breaker then learns nothing from its success,
+which reached no target.
 """
 
 from __future__ import annotations

@@ -676,6 +676,9 @@ class ConsumerWorker:
         if not tried:
             # The breaker's "circuit open" line says it once for all of them.
             delivery.log.debug("held back by the open breaker; waiting %ss in %s", delay, tier)
+        elif outage and self.breaker.state is not BreakerState.CLOSED:
+            # A failed probe (or the failure that opened it): that line speaks for them too.
+            delivery.log.debug("probe failed (%s); waiting %ss in %s", describe(exc), delay, tier)
         elif outage:
             delivery.log.warning(
                 "target failing (%s); not counted as an attempt, retrying in %ss via %s",

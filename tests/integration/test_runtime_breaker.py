@@ -286,6 +286,9 @@ async def test_an_open_breaker_says_why_on_readyz_and_logs_once_per_outage(
     lines = [r.getMessage() for r in caplog.records if r.name == "consumers.runtime"]
     assert len([m for m in lines if m.startswith("circuit open")]) == 1, lines
     assert len([m for m in lines if m.startswith("circuit closed")]) == 1, lines
+    opened = next(i for i, m in enumerate(lines) if m.startswith("circuit open"))
+    closed = next(i for i, m in enumerate(lines) if m.startswith("circuit closed"))
+    assert not [m for m in lines[opened:closed] if m.startswith("target failing")], lines
 
 
 class Recording(Target):
