@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -208,16 +209,37 @@ class ChaosFleet:
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._restarts = 0
         self.kills: Counter[str] = Counter()
+        self._stack = contextlib.AsyncExitStack()
 
     # life cycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> ChaosFleet:
         # A consumer killed in the middle of a request is expected here, not worth a traceback.
         logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+        try:
+            await self._start()
+        except BaseException:
+            # ``async with`` does not exit what failed to enter: stop whatever did start, so no
+            # process outlives the run (a stray fleet slows every test after it).
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        await self._stack.aclose()
+        if kind is None:  # kept after a failure: the processes' logs say what went wrong
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    async def _start(self) -> None:
+        """Start everything, each part with its stop on the exit stack (undone in reverse)."""
+        stack = self._stack
         self._managed(lambda: self.management.create_vhost(self.vhost))
-        self.target.start()
-        self.smtp = self._smtp_cm.__enter__()
+        stack.callback(self.management.close)
+        stack.callback(self._managed, lambda: self.management.delete_vhost(self.vhost))
+        stack.enter_context(self.target)
+        self.smtp = stack.enter_context(self._smtp_cm)
         settings = Settings(amqp_url=self.amqp_url, management_url=self.management_url)
         self._connection = await connect(settings, name="chaos-harness")
+        stack.push_async_callback(self._connection.close)
         await apply_fleet(
             self._connection, DEFAULT_FLEET, vhost=self.vhost, management=self.management
         )
@@ -225,28 +247,24 @@ class ChaosFleet:
         audit = await channel.declare_queue(AUDIT_QUEUE, durable=True)
         await audit.bind(names.EVENTS_EXCHANGE, "#")
         await audit.consume(self._record_event)
+        stack.callback(self.stop_processes)
         self.start_webhook()
         for policy in self.policies:
             self.start_consumer(policy.name)
         await self.wait_ready()
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        for process in [*self.processes.values(), *([self.webhook] if self.webhook else [])]:
+    def stop_processes(self) -> None:
+        """SIGTERM to every process still running, then kill -9 for any not gone in 20 s."""
+        running = [*self.processes.values(), *([self.webhook] if self.webhook else [])]
+        for process in running:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in [*self.processes.values(), *([self.webhook] if self.webhook else [])]:
+        for process in running:
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if self._connection is not None:
-            await self._connection.close()
-        self._smtp_cm.__exit__(None, None, None)
-        self.target.stop()
-        self._managed(lambda: self.management.delete_vhost(self.vhost))
-        self.management.close()
 
     async def _record_event(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         # Poison published by a scenario reaches the audit queue too: keep well-formed events.
@@ -318,22 +336,35 @@ class ChaosFleet:
             self.start_consumer(name)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
-        endpoints = [f"http://127.0.0.1:{p}/readyz" for p in self.ports.values()]
-        endpoints.append(f"http://127.0.0.1:{self.webhook_port}/readyz")
+        endpoints = dict(self.ports)
+        endpoints["webhook"] = self.webhook_port
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2) as client:
-            for url in endpoints:
+            for name, port in endpoints.items():
+                url = f"http://127.0.0.1:{port}/readyz"
+                last = "no answer"
                 while True:
                     try:
-                        if (await client.get(url)).status_code == 200:
+                        response = await client.get(url)
+                    except httpx.HTTPError as exc:
+                        last = f"no answer ({type(exc).__name__})"
+                    else:
+                        if response.status_code == 200:
                             break
-                    except httpx.HTTPError:
-                        pass
+                        last = f"{response.status_code} {response.text[:300]}"
                     if time.monotonic() > deadline:
                         raise RuntimeError(
-                            f"{url} not ready within {timeout:.0f} s; see {self.work}"
+                            f"{name} ({url}) not ready within {timeout:.0f} s; last answer: "
+                            f"{last}; its log ends:\n{self.log_tail(name)}"
                         )
                     await asyncio.sleep(0.1)
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        try:
+            text = (self.work / f"{name}.log").read_text(errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+        return "\n".join(text.splitlines()[-lines:])
 
     # traffic ------------------------------------------------------------------------------------
     async def send_orders(self, orders: int, rate: float, *, seed: int = 1) -> Sent:

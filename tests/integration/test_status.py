@@ -101,6 +101,7 @@ async def test_dead_letters_are_exact_at_once(
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 async def test_rates_are_a_minute_average_not_zero_after_a_burst(
     connection: AbstractRobustConnection, vhost: str, cli_env: dict[str, str]
 ) -> None:

@@ -94,7 +94,10 @@ class HttpTargetServer:
         )
         config.timeout_graceful_shutdown = 1
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, name=f"http-target-{self.port}")
+        # A daemon: a test that fails before stop() must not keep the test run from exiting.
+        self._thread = threading.Thread(
+            target=self._run, name=f"http-target-{self.port}", daemon=True
+        )
         self._released: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
