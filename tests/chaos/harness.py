@@ -253,15 +253,17 @@ class ChaosFleet:
             self.start_consumer(policy.name)
         await self.wait_ready()
 
-    def stop_processes(self) -> None:
-        """SIGTERM to every process still running, then kill -9 for any not gone in 20 s."""
+    def stop_processes(self, grace: float = 20.0) -> None:
+        """SIGTERM to every process still running, then kill -9 for any not gone within
+        ``grace`` seconds (one grace for all, so ten stuck processes cost 20 s, not 200)."""
         running = [*self.processes.values(), *([self.webhook] if self.webhook else [])]
         for process in running:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
         for process in running:
             try:
-                process.wait(20)
+                process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
