@@ -64,7 +64,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         text = "TimeoutError: the handler did not finish within its timeout"
     else:
-        text = f"{type(exc).__name__}: {exc}"
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return redact(text)[:MAX_ERROR_TEXT]
 
 

@@ -744,10 +744,18 @@ class ConsumerWorker:
         if outcome is Outcome.REQUEUED:
             observe.count_requeue(self.policy.name)
             await self._send(message.nack(requeue=True))
-            # Its tag no longer holds up batched acks.
-            self._sender_for(message).nacked(tag)
+        try:
+            sender = self._sender_for(message)
+        except aio_pika.exceptions.ChannelInvalidStateError as exc:
+            # Its channel closed while it was handled (and may be open again as a new one):
+            # there is no tag left to settle, and the broker has put the message back already.
+            if outcome is not Outcome.REQUEUED:  # the nack's failure said so already
+                self._cannot_settle(exc)
+            return
+        if outcome is Outcome.REQUEUED:
+            sender.nacked(tag)  # its tag no longer holds up batched acks
         else:
-            await self._sender_for(message).acked(tag)
+            await sender.acked(tag)
 
     def _bare_delivery(
         self,
@@ -787,7 +795,13 @@ class ConsumerWorker:
         except (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError) as exc:
             # The channel died under us; the broker requeues the message, and the ledger or the
             # redelivery count takes care of it next time.
-            self._log.warning("could not settle a delivery (%s); the broker will redeliver it", exc)
+            self._cannot_settle(exc)
+
+    def _cannot_settle(self, exc: BaseException) -> None:
+        self._log.warning(
+            "could not settle a delivery (its channel closed: %s); the broker will redeliver it",
+            describe(exc),
+        )
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from urllib.parse import quote
@@ -338,13 +339,30 @@ async def test_acks_behind_a_slow_delivery_never_close_the_channel(
     assert await depth(connection, names.dead_letter_queue("analytics")) == 0
 
 
+async def close_consumer_connection(sup: Supervisor, management: Management, vhost: str) -> None:
+    """The broker closes the supervisor's connection (and so its channels) under it; returns
+    once the supervisor has seen it go (it reconnects by itself afterwards)."""
+    assert sup.connection is not None
+    lost = asyncio.Event()
+    sup.connection.close_callbacks.add(lambda *_: lost.set())
+
+    def consumer_connections() -> list[str]:
+        listed = management.get(f"/vhosts/{quote(vhost, safe='')}/connections")
+        return [c["name"] for c in listed if "analytics" in str(c.get("client_properties"))]
+
+    # The management API lists a connection only after its first statistics (seconds).
+    await wait_until(lambda: bool(consumer_connections()), timeout=30, interval=0.5)
+    for name in consumer_connections():
+        management.request("DELETE", f"/connections/{quote(name, safe='')}")
+    await asyncio.wait_for(lost.wait(), 10)
+
+
 async def test_a_channel_closed_mid_handler_never_leaves_an_effect_without_its_record(
     connection: AbstractRobustConnection, vhost: str, settings: Settings, management: Management
 ) -> None:
-    import asyncio
-
-    # Given a handler that has done its effect and has not returned yet
-    fleet = fast_fleet("analytics")
+    # Given a handler that has done its effect and has not returned yet (with time to spare:
+    # its timeout must not end it first while the management API is slow to list connections)
+    fleet = fast_fleet("analytics", timeout=120)
     await apply(connection, fleet, vhost)
     effects: list[str] = []
     effect_done, release = asyncio.Event(), asyncio.Event()
@@ -363,16 +381,8 @@ async def test_a_channel_closed_mid_handler_never_leaves_an_effect_without_its_r
         event = order_event("order.paid", unique=True)
         await publish(connection, event)
         await asyncio.wait_for(effect_done.wait(), 10)
-
         # When the broker closes the consumer's connection (and so its channel) under it
-        def consumer_connections() -> list[str]:
-            listed = management.get(f"/vhosts/{quote(vhost, safe='')}/connections")
-            return [c["name"] for c in listed if "analytics" in str(c.get("client_properties"))]
-
-        await wait_until(lambda: bool(consumer_connections()), timeout=30, interval=0.5)
-        for name in consumer_connections():
-            management.request("DELETE", f"/connections/{quote(name, safe='')}")
-        await wait_until(lambda: not worker.consuming, timeout=10)
+        await close_consumer_connection(sup, management, vhost)
         release.set()
 
         # Then the handling finished and recorded its effect: the redelivery is a duplicate
@@ -381,6 +391,52 @@ async def test_a_channel_closed_mid_handler_never_leaves_an_effect_without_its_r
     finally:
         await sup.stop(5)
     assert effects == [str(event.event_id)]
+    assert await depth(connection, names.dead_letter_queue("analytics")) == 0
+
+
+async def test_a_delivery_whose_channel_was_replaced_settles_without_a_runtime_failure(
+    connection: AbstractRobustConnection,
+    vhost: str,
+    settings: Settings,
+    management: Management,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a handler that fails once it is released, then succeeds
+    fleet = fast_fleet("analytics", timeout=120)
+    await apply(connection, fleet, vhost)
+    started, release = asyncio.Event(), asyncio.Event()
+    done: list[str] = []
+
+    async def handler(event: AnyEnvelope, delivery: Delivery) -> None:
+        if not started.is_set():
+            started.set()
+            await release.wait()
+            raise TransientError("target answered 503")
+        done.append(str(event.event_id))
+
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, handler)}
+    )
+    await sup.start()
+    worker = sup.workers["analytics"]
+    try:
+        event = order_event("order.paid", unique=True)
+        await publish(connection, event)
+        await asyncio.wait_for(started.wait(), 10)
+        # When its connection is closed and the worker has reconnected (a new channel) before
+        # the handler fails: its retry goes out, its ack has no channel left to go on
+        await close_consumer_connection(sup, management, vhost)
+        await wait_until(lambda: worker.consuming and sup.broker_away is None, timeout=30)
+        release.set()
+
+        # Then that is one warning, not a runtime failure, and the event is handled once
+        await wait_until(lambda: bool(done), timeout=30)
+        await until_drained(sup)
+    finally:
+        await sup.stop(5)
+    assert done == [str(event.event_id)]
+    assert "could not settle a delivery" in caplog.text
+    assert "runtime failure" not in caplog.text
     assert await depth(connection, names.dead_letter_queue("analytics")) == 0
 
 
