@@ -210,6 +210,8 @@ class ChaosFleet:
         self._restarts = 0
         self.kills: Counter[str] = Counter()
         self._stack = contextlib.AsyncExitStack()
+        #: Keep the work folder (logs, state) after the run: a scenario that failed sets it.
+        self.keep_work = False
 
     # life cycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> ChaosFleet:
@@ -226,7 +228,7 @@ class ChaosFleet:
 
     async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         await self._stack.aclose()
-        if kind is None:  # kept after a failure: the processes' logs say what went wrong
+        if kind is None and not self.keep_work:  # the processes' logs say what went wrong
             shutil.rmtree(self.work, ignore_errors=True)
 
     async def _start(self) -> None:

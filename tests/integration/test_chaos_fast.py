@@ -14,7 +14,7 @@ from tests.chaos.scenarios import FAST, FAST_SUBSET, SCENARIOS
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 @pytest.mark.parametrize("scenario", FAST_SUBSET)
 async def test_scenario_meets_its_criterion(scenario: str) -> None:
     figures = await SCENARIOS[scenario](FAST)
