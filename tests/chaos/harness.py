@@ -557,6 +557,15 @@ class ChaosFleet:
         )
         if self._restarts:
             figures.notes.append(f"{self._restarts} process restarts")
+        # A process the run did not kill that is gone (a restart that could not start, say)
+        # leaves its queue unconsumed: name it, with how it ended.
+        exited = {
+            name: process.returncode
+            for name, process in [*self.processes.items(), ("webhook", self.webhook)]
+            if process is not None and process.poll() is not None
+        }
+        if exited:
+            figures.notes.append(f"exited by themselves (exit codes): {exited}")
         if recalled := self.recalled():
             figures.notes.append(f"{recalled} messages brought back early from outage tiers")
         missing = Counter(consumer for consumer, _ in expected - done)
