@@ -228,7 +228,8 @@ class ChaosFleet:
 
     async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         await self._stack.aclose()
-        if kind is None and not self.keep_work:  # the processes' logs say what went wrong
+        # A failed run keeps its folder: the processes' logs say what went wrong.
+        if kind is None and not self.keep_work:
             shutil.rmtree(self.work, ignore_errors=True)
 
     async def _start(self) -> None:
@@ -255,10 +256,14 @@ class ChaosFleet:
             self.start_consumer(policy.name)
         await self.wait_ready()
 
+    def all_processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        """Every process the run started and has not replaced, by name (the webhook included)."""
+        return {**self.processes, **({"webhook": self.webhook} if self.webhook else {})}
+
     def stop_processes(self, grace: float = 20.0) -> None:
         """SIGTERM to every process still running, then kill -9 for any not gone within
         ``grace`` seconds (one grace for all, so ten stuck processes cost 20 s, not 200)."""
-        running = [*self.processes.values(), *([self.webhook] if self.webhook else [])]
+        running = list(self.all_processes().values())
         for process in running:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -561,8 +566,8 @@ class ChaosFleet:
         # leaves its queue unconsumed: name it, with how it ended.
         exited = {
             name: process.returncode
-            for name, process in [*self.processes.items(), ("webhook", self.webhook)]
-            if process is not None and process.poll() is not None
+            for name, process in self.all_processes().items()
+            if process.poll() is not None
         }
         if exited:
             figures.notes.append(f"exited by themselves (exit codes): {exited}")

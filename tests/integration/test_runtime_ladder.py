@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import REGISTRY
 
-from consumers.runtime import Delivery, HandlerSpec, Middleware, Outcome, Supervisor
+from consumers.runtime import Delivery, Handler, HandlerSpec, Middleware, Outcome, Supervisor
 from consumers.runtime.drain import until_drained
 from consumers.runtime.handler import AnyEnvelope
 from consumers.runtime.observe import MetricsMiddleware
@@ -339,6 +341,23 @@ async def test_acks_behind_a_slow_delivery_never_close_the_channel(
     assert await depth(connection, names.dead_letter_queue("analytics")) == 0
 
 
+@contextlib.asynccontextmanager
+async def patient_analytics(
+    connection: AbstractRobustConnection, vhost: str, settings: Settings, handler: Handler
+) -> AsyncIterator[Supervisor]:
+    """analytics running ``handler`` with a timeout no slow management API outlasts."""
+    fleet = fast_fleet("analytics", timeout=120)
+    await apply(connection, fleet, vhost)
+    sup = Supervisor(
+        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, handler)}
+    )
+    await sup.start()
+    try:
+        yield sup
+    finally:
+        await sup.stop(5)
+
+
 async def close_consumer_connection(sup: Supervisor, management: Management, vhost: str) -> None:
     """The broker closes the supervisor's connection (and so its channels) under it; returns
     once the supervisor has seen it go (it reconnects by itself afterwards)."""
@@ -362,8 +381,6 @@ async def test_a_channel_closed_mid_handler_never_leaves_an_effect_without_its_r
 ) -> None:
     # Given a handler that has done its effect and has not returned yet (with time to spare:
     # its timeout must not end it first while the management API is slow to list connections)
-    fleet = fast_fleet("analytics", timeout=120)
-    await apply(connection, fleet, vhost)
     effects: list[str] = []
     effect_done, release = asyncio.Event(), asyncio.Event()
 
@@ -372,12 +389,8 @@ async def test_a_channel_closed_mid_handler_never_leaves_an_effect_without_its_r
         effect_done.set()
         await release.wait()
 
-    sup = Supervisor(
-        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, handler)}
-    )
-    await sup.start()
-    worker = sup.workers["analytics"]
-    try:
+    async with patient_analytics(connection, vhost, settings, handler) as sup:
+        worker = sup.workers["analytics"]
         event = order_event("order.paid", unique=True)
         await publish(connection, event)
         await asyncio.wait_for(effect_done.wait(), 10)
@@ -388,8 +401,6 @@ async def test_a_channel_closed_mid_handler_never_leaves_an_effect_without_its_r
         # Then the handling finished and recorded its effect: the redelivery is a duplicate
         await wait_until(lambda: worker.stats["duplicate"] == 1, timeout=30)
         await until_drained(sup)
-    finally:
-        await sup.stop(5)
     assert effects == [str(event.event_id)]
     assert await depth(connection, names.dead_letter_queue("analytics")) == 0
 
@@ -402,8 +413,6 @@ async def test_a_delivery_whose_channel_was_replaced_settles_without_a_runtime_f
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given a handler that fails once it is released, then succeeds
-    fleet = fast_fleet("analytics", timeout=120)
-    await apply(connection, fleet, vhost)
     started, release = asyncio.Event(), asyncio.Event()
     done: list[str] = []
 
@@ -414,12 +423,8 @@ async def test_a_delivery_whose_channel_was_replaced_settles_without_a_runtime_f
             raise TransientError("target answered 503")
         done.append(str(event.event_id))
 
-    sup = Supervisor(
-        ["analytics"], settings, fleet=fleet, middleware=[], handlers={"analytics": (SPEC, handler)}
-    )
-    await sup.start()
-    worker = sup.workers["analytics"]
-    try:
+    async with patient_analytics(connection, vhost, settings, handler) as sup:
+        worker = sup.workers["analytics"]
         event = order_event("order.paid", unique=True)
         await publish(connection, event)
         await asyncio.wait_for(started.wait(), 10)
@@ -432,8 +437,6 @@ async def test_a_delivery_whose_channel_was_replaced_settles_without_a_runtime_f
         # Then that is one warning, not a runtime failure, and the event is handled once
         await wait_until(lambda: bool(done), timeout=30)
         await until_drained(sup)
-    finally:
-        await sup.stop(5)
     assert done == [str(event.event_id)]
     assert "could not settle a delivery" in caplog.text
     assert "runtime failure" not in caplog.text
